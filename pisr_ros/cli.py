@@ -1,0 +1,54 @@
+"""``pisr-ros``: the project's command line.
+
+Each subcommand lives next to the code it drives, in a module with ``add_arguments(parser)``
+and ``main(args) -> int``; this file only lists them, so ``pisr-ros --help`` stays fast (the
+modules, and torch, are imported only for the command that runs).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pisr_ros.errors import UsageError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("pisr_ros.data.synth_cli", "generate synthetic street scenes in the Cityscapes layout"),
+    "evaluate": ("pisr_ros.evaluation.evaluate_cli", "score panoptic (PQ/SQ/RQ) and semantic (mIoU) predictions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pisr-ros",
+        description="Real-time panoptic segmentation for ROS 2: data, training, evaluation and tools.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])
+        return 2
+    module_name, help_text = COMMANDS[argv[0]]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"pisr-ros {argv[0]}", description=help_text)
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    try:
+        return int(module.main(args) or 0)
+    except UsageError as exc:
+        print(f"pisr-ros {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Panoptic ids, segments and the result every model produces.
+
+Id convention (detectron2's): ``trainId * LABEL_DIVISOR + k`` with k = 1, 2, ... for the
+instances of a thing class, k = 0 for a stuff segment, and ``VOID_ID`` (-1) for void. Void is
+not 255000, which some evaluators confuse with road (trainId 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pisr_ros.taxonomy import IS_THING, NUM_CLASSES, TRAIN_TO_LABEL, VOID_TRAIN_ID
+
+LABEL_DIVISOR = 1000
+VOID_ID = -1
+
+
+def encode(train_id, k=0):
+    """Panoptic id(s) of class ``train_id``, instance ``k`` (0 for stuff). Works on arrays."""
+    train_id = np.asarray(train_id)
+    k = np.asarray(k)
+    if np.any((train_id < 0) | (train_id >= NUM_CLASSES)):
+        raise ValueError(f"trainId out of range 0..{NUM_CLASSES - 1}")
+    if np.any((k < 0) | (k >= LABEL_DIVISOR)):
+        raise ValueError(f"instance index out of range 0..{LABEL_DIVISOR - 1}")
+    if np.any(IS_THING[train_id] & (k == 0)):
+        raise ValueError("thing classes need an instance index k >= 1")
+    if np.any(~IS_THING[train_id] & (k != 0)):
+        raise ValueError("stuff classes take instance index k = 0")
+    out = train_id.astype(np.int32) * LABEL_DIVISOR + k.astype(np.int32)
+    return int(out) if out.ndim == 0 else out
+
+
+def decode(ids):
+    """(trainId, k) of panoptic id(s); void (-1) decodes to (255, 0)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    void = ids < 0
+    train_id = np.where(void, VOID_TRAIN_ID, ids // LABEL_DIVISOR)
+    k = np.where(void, 0, ids % LABEL_DIVISOR)
+    if train_id.ndim == 0:
+        return int(train_id), int(k)
+    return train_id.astype(np.int32), k.astype(np.int32)
+
+
+def semantic_of(id_map: np.ndarray) -> np.ndarray:
+    """The trainId map (uint8, 255 void) of a panoptic id map."""
+    return np.where(id_map < 0, VOID_TRAIN_ID, id_map // LABEL_DIVISOR).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One non-void id of an id map, with the statistics the instance message carries."""
+
+    id: int
+    class_id: int  # trainId
+    is_thing: bool
+    area: int  # pixels
+    bbox: tuple[int, int, int, int]  # x, y, width, height (pixels, inclusive extent)
+    centroid: tuple[float, float]  # x, y (pixel centres)
+    score: float = 1.0
+
+
+def segments_of(id_map: np.ndarray, confidence: np.ndarray | None = None) -> list[Segment]:
+    """Every non-void segment of ``id_map``, sorted by id, without Python loops over pixels.
+
+    ``score`` is the mean of ``confidence`` over the segment when given, else 1.0.
+    """
+    if id_map.ndim != 2:
+        raise ValueError(f"id map must be HxW, got shape {id_map.shape}")
+    h, w = id_map.shape
+    ids, inverse = np.unique(id_map, return_inverse=True)
+    inverse = inverse.reshape(h, w)
+    n = len(ids)
+    area = np.bincount(inverse.ravel(), minlength=n)
+    rows = np.arange(h, dtype=np.float64)
+    cols = np.arange(w, dtype=np.float64)
+    # Per-segment row and column histograms give centroids and bounding boxes in O(HW + n(H+W)).
+    row_hist = np.bincount((inverse * h + rows[:, None].astype(np.int64)).ravel(), minlength=n * h)
+    col_hist = np.bincount((inverse * w + cols[None, :].astype(np.int64)).ravel(), minlength=n * w)
+    row_hist = row_hist.reshape(n, h)
+    col_hist = col_hist.reshape(n, w)
+    cy = row_hist @ rows / area
+    cx = col_hist @ cols / area
+    row_any = row_hist > 0
+    col_any = col_hist > 0
+    y0 = row_any.argmax(1)
+    y1 = h - 1 - row_any[:, ::-1].argmax(1)
+    x0 = col_any.argmax(1)
+    x1 = w - 1 - col_any[:, ::-1].argmax(1)
+    if confidence is not None:
+        score = np.bincount(inverse.ravel(), weights=confidence.ravel(), minlength=n) / area
+    else:
+        score = np.ones(n)
+    out = []
+    for i, seg_id in enumerate(ids.tolist()):
+        if seg_id < 0:
+            continue
+        cls = seg_id // LABEL_DIVISOR
+        out.append(
+            Segment(
+                id=seg_id,
+                class_id=cls,
+                is_thing=bool(IS_THING[cls]),
+                area=int(area[i]),
+                bbox=(int(x0[i]), int(y0[i]), int(x1[i] - x0[i] + 1), int(y1[i] - y0[i] + 1)),
+                centroid=(float(cx[i]), float(cy[i])),
+                score=float(score[i]),
+            )
+        )
+    return out
+
+
+@dataclass
+class PanopticResult:
+    """What a model makes of one image."""
+
+    id_map: np.ndarray  # HxW int32, trainId*1000+k, -1 void
+    confidence: np.ndarray | None = None  # HxW float32 in [0, 1]
+    segments: list[Segment] = field(default=None)  # filled from id_map when not given
+
+    def __post_init__(self):
+        if self.id_map.ndim != 2 or self.id_map.dtype != np.int32:
+            raise ValueError(f"id_map must be HxW int32, got {self.id_map.shape} {self.id_map.dtype}")
+        if self.segments is None:
+            self.segments = segments_of(self.id_map, self.confidence)
+
+    @property
+    def semantic(self) -> np.ndarray:
+        return semantic_of(self.id_map)
+
+
+def to_cityscapes_panoptic(id_map: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """An id map as a Cityscapes/COCO panoptic PNG (HxWx3 RGB uint8) and its ``segments_info``.
+
+    PNG id = R + 256 G + 256^2 B, 0 = void; ``category_id`` is the Cityscapes labelId. Segment ids
+    are labelId*1000+k for things and labelId for stuff, as in Cityscapes' own ground truth.
+    """
+    train_id, k = decode(id_map)
+    void = id_map < 0
+    png_id = np.where(void, 0, TRAIN_TO_LABEL[np.where(void, 0, train_id)].astype(np.int64) * LABEL_DIVISOR + k)
+    # Stuff: labelId alone (k == 0 gives labelId*1000; Cityscapes writes plain labelId).
+    png_id = np.where(~void & (k == 0), png_id // LABEL_DIVISOR, png_id)
+    rgb = np.stack([png_id % 256, (png_id // 256) % 256, png_id // 65536], axis=-1).astype(np.uint8)
+    info = []
+    for seg in segments_of(id_map):
+        label_id = int(TRAIN_TO_LABEL[seg.class_id])
+        sid = label_id * LABEL_DIVISOR + seg.id % LABEL_DIVISOR if seg.is_thing else label_id
+        x, y, w, h = seg.bbox
+        info.append(
+            {"id": int(sid), "category_id": label_id, "area": seg.area, "bbox": [x, y, w, h], "iscrowd": 0}
+        )
+    return rgb, info
+
+
+def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
+    """Segment ids of a COCO/Cityscapes panoptic PNG (HxWx3 RGB)."""
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]

@@ -1,0 +1,34 @@
+"""pip install of the pisr_ros library and the ``pisr-ros`` command.
+
+On a ROS 2 system, ``colcon build`` uses CMakeLists.txt instead (messages + this package).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="pisr_ros",
+    version="0.1.0",
+    description="Real-time panoptic segmentation for ROS 2 (Panoptic-DeepLab + PISR, YOLO-Panoptic)",
+    packages=find_packages(include=["pisr_ros", "pisr_ros.*"]),
+    python_requires=">=3.10",
+    # torch is deliberately not listed: an unpinned torch pulls the CUDA build. `make setup`
+    # installs the pinned CPU build; on a GPU machine install the torch that fits its CUDA.
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "pillow>=9",
+        "cityscapesscripts>=2.2",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "bags": ["rosbags>=0.10"],
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "pisr-ros = pisr_ros.cli:main",
+        ],
+    },
+)
