@@ -62,6 +62,6 @@ clean:
 
 # The main job on an embedded default. Today: synthetic val scenes and their panoptic ground truth.
 demo: setup
-	source env.sh && pisr-ros synth --out out/demo --split val --num 20 --size 1024x2048 --seed 2026 \
+	source env.sh && pisr-ros synth --out out/demo --split val --num 20 --size 1024x2048 --seed 2026 --overwrite \
 	  --contact-sheet out/demo/contact_sheet.png
 	@echo "out/demo/: 20 synthetic val scenes in the Cityscapes layout; contact sheet: out/demo/contact_sheet.png"
