@@ -1,0 +1,89 @@
+"""``pisr-ros evaluate``: panoptic quality and/or semantic mIoU of predictions on disk."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from pisr_ros.errors import UsageError
+from pisr_ros.evaluation import panoptic_quality, semantic
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Score predictions against Cityscapes-style ground truth. Panoptic: PQ, SQ, RQ for All, "
+        "Things, Stuff and per class, equal to cityscapesscripts' evaluatePanoptic. Semantic: IoU "
+        "per class and mIoU over the 19 training classes, equal to cityscapesscripts' "
+        "evalPixelLevelSemanticLabeling. Give the panoptic options, the semantic options, or both."
+    )
+    pan = parser.add_argument_group(
+        "panoptic",
+        "COCO/Cityscapes panoptic format: PNG id = R + 256 G + 256^2 B, 0 = void, category_id = "
+        "Cityscapes labelId; predictions are matched to ground truth by image_id.",
+    )
+    pan.add_argument("--gt-json", metavar="JSON", help="ground truth, e.g. gtFine/cityscapes_panoptic_val.json")
+    pan.add_argument("--gt-folder", metavar="DIR", help="ground-truth PNGs (default: --gt-json without .json)")
+    pan.add_argument("--pred-json", metavar="JSON", help="predictions' JSON (annotations with segments_info)")
+    pan.add_argument("--pred-folder", metavar="DIR", help="predicted PNGs (default: --pred-json without .json)")
+    sem = parser.add_argument_group(
+        "semantic",
+        "labelIds PNGs (values 0..33). Every <image_id>_gtFine_labelIds.png found recursively "
+        "under --gt-semantic needs exactly one <image_id>*.png anywhere under --pred-semantic, "
+        "as in cityscapesscripts.",
+    )
+    sem.add_argument("--gt-semantic", metavar="DIR", help="ground truth, e.g. gtFine/val")
+    sem.add_argument("--pred-semantic", metavar="DIR", help="predicted labelIds PNGs")
+    parser.add_argument(
+        "--json-out", metavar="FILE",
+        help="write results: the reference's keys (All, Things, Stuff, per_class; fractions in 0..1, "
+        "not percent) and, with the semantic options, a 'semantic' entry; NaN is written as null",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="processes reading images (default: number of CPUs)",
+    )
+
+
+def _panoptic_paths(args: argparse.Namespace) -> tuple[str, str, str, str] | None:
+    given = [args.gt_json, args.gt_folder, args.pred_json, args.pred_folder]
+    if not any(given):
+        return None
+    if not args.gt_json or not args.pred_json:
+        raise UsageError("panoptic evaluation needs both --gt-json and --pred-json")
+    gt_folder = args.gt_folder or os.path.splitext(args.gt_json)[0]
+    pred_folder = args.pred_folder or os.path.splitext(args.pred_json)[0]
+    return args.gt_json, gt_folder, args.pred_json, pred_folder
+
+
+def _semantic_paths(args: argparse.Namespace) -> tuple[str, str] | None:
+    if not args.gt_semantic and not args.pred_semantic:
+        return None
+    if not args.gt_semantic or not args.pred_semantic:
+        raise UsageError("semantic evaluation needs both --gt-semantic and --pred-semantic")
+    return args.gt_semantic, args.pred_semantic
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    pan_paths = _panoptic_paths(args)
+    sem_paths = _semantic_paths(args)
+    if pan_paths is None and sem_paths is None:
+        raise UsageError("nothing to evaluate: give --gt-json/--pred-json and/or --gt-semantic/--pred-semantic")
+
+    out: dict = {}
+    if pan_paths is not None:
+        ev = panoptic_quality.evaluate(*pan_paths, workers=args.workers)
+        print(f"Panoptic quality over {ev.num_images} images (percent):")
+        print(panoptic_quality.format_table(ev))
+        out.update(ev.results)
+    if sem_paths is not None:
+        sem = semantic.evaluate_semantic(*sem_paths, workers=args.workers)
+        if pan_paths is not None:
+            print()
+        print(f"Semantic IoU over {sem['numImages']} images (percent):")
+        print(semantic.format_table(sem))
+        out["semantic"] = sem
+    if args.json_out:
+        panoptic_quality.write_json(out, args.json_out)
+        print(f"results written to {args.json_out}")
+    return 0
