@@ -1,0 +1,146 @@
+"""PISR: Panoptic, Instance and Semantic Relations (Borse et al., CVPR 2022, section 3).
+
+From the intermediate predictions of a base model (semantic logits, center heatmap, offsets)
+and its feature map F, PISR builds one encoding per semantic class and per top-K instance,
+re-weights them with a small sigmoid MLP, and runs two-stage Panoptic Relational Attention
+to produce F_pan, which the final heads read. Every choice the paper leaves open is written
+down, with its reason, in docs/pisr_design_choices.md.
+
+Everything here exports to ONNX (opset 17) with TensorRT-friendly ops: Conv, MatMul, Softmax,
+MaxPool, TopK (fixed K), Sigmoid, elementwise arithmetic, Resize.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pisr_ros.models.backbone import SeparableConv, conv_bn_relu
+
+
+def select_centers(center: torch.Tensor, k: int, nms_kernel: int):
+    """Top-``k`` local maxima of a center heatmap (N,1,h,w): scores (N,k) and grid rows,
+    cols (N,k) as floats. Non-maxima score 0, so with fewer than k peaks the rest of the K
+    slots get score 0 (their instance heatmaps vanish; see ``instance_heatmaps``)."""
+    n, _, h, w = center.shape
+    pooled = F.max_pool2d(center, nms_kernel, stride=1, padding=nms_kernel // 2)
+    peaks = torch.relu(center * (center == pooled).to(center.dtype))
+    scores, index = peaks.flatten(1).topk(k, dim=1)
+    # Truncating division exports as one integer Div (indices are non-negative).
+    rows = torch.div(index, w, rounding_mode="trunc")
+    cols = index - rows * w
+    return scores, rows.to(center.dtype), cols.to(center.dtype)
+
+
+def instance_heatmaps(center, offset, things, k, nms_kernel, radius, stride):
+    """The K initial instance heatmaps I (N,K,h*w) of PISR section 3.2.
+
+    Each pixel votes for the center it regresses to (its position plus its offset); the
+    heatmap of center k is ``score_k * max(0, 1 - |c_k - (p + o(p))| / radius) * things(p)``:
+    the paper's ``1 - C |M - (p + O)|`` with C = 1/radius, clamped at 0, weighted by the
+    center's score so padded top-K slots add nothing, and masked by the soft things
+    probability ``things`` (N,h*w).
+
+    ``offset`` (N,2,h,w) is (dy, dx) in input pixels; ``stride`` is input pixels per grid
+    cell and ``radius`` is in input pixels.
+    """
+    n, _, h, w = center.shape
+    scores, cy, cx = select_centers(center, k, nms_kernel)
+    ys = torch.arange(h, device=center.device, dtype=center.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=center.device, dtype=center.dtype).view(1, 1, w)
+    ry = (ys + offset[:, 0] / stride).reshape(n, 1, h * w)
+    rx = (xs + offset[:, 1] / stride).reshape(n, 1, h * w)
+    # + 1e-6 keeps sqrt's gradient finite where a pixel regresses exactly onto a center.
+    dist = torch.sqrt((ry - cy.unsqueeze(2)) ** 2 + (rx - cx.unsqueeze(2)) ** 2 + 1e-6)
+    cone = torch.relu(1.0 - dist * (stride / radius))
+    return cone * scores.unsqueeze(2) * things.unsqueeze(1)
+
+
+def average_pool(x: torch.Tensor, s: int) -> torch.Tensor:
+    """s x s average pooling with stride s, as a fixed depthwise conv. Same numbers; but
+    ONNX Runtime's AveragePool took ~8 ms of the light model's 512x1024 run on 2 cores,
+    while its blocked-layout depthwise conv does not show in the profile."""
+    weight = torch.full((x.shape[1], 1, s, s), 1.0 / (s * s), dtype=x.dtype, device=x.device)
+    return F.conv2d(x, weight, stride=s, groups=x.shape[1])
+
+
+class PISR(nn.Module):
+    """F_pan from decoder features and intermediate predictions.
+
+    ``forward(features, semantic, center, offset)``: ``features`` (N,Cin,h,w) is what the
+    base decoders produced at stride ``stride``; ``semantic`` (N,num_classes,h,w) logits,
+    ``center`` (N,1,h,w), ``offset`` (N,2,h,w) in input pixels are the intermediate heads'
+    outputs. Returns F_pan (N, spec.out_channels, h, w). With ``return_extras=True`` also a
+    dict with the encodings ``E`` (N,L,C) before re-weighting, the weights ``omega``
+    (N,L,1) (None without re-weighting) and the attention map (N,L,h',w'), where
+    L = num_classes + K and (h',w') is the grid PISR ran on (``spec.downsample`` times
+    coarser than the input maps).
+    """
+
+    def __init__(self, in_channels: int, thing_mask, spec, stride: int = 4):
+        super().__init__()
+        self.spec = spec
+        self.stride = stride
+        self.k = spec.top_k
+        c, ck, cv = spec.channels, spec.key_channels, spec.value_channels
+        num_classes = len(thing_mask)
+        self.num_categories = num_classes + spec.top_k
+        self.register_buffer("thing_mask", torch.tensor(thing_mask, dtype=torch.float32).view(1, -1, 1),
+                             persistent=False)
+        self.in_proj = conv_bn_relu(in_channels, c, 1)
+        self.reweight = (nn.Sequential(nn.Linear(c, spec.reweight_hidden), nn.ReLU(inplace=True),
+                                       nn.Linear(spec.reweight_hidden, 1), nn.Sigmoid())
+                         if spec.reweight else None)
+        self.g_s = nn.Sequential(nn.Linear(c, ck), nn.ReLU(inplace=True), nn.Linear(ck, ck))
+        self.h = nn.Sequential(SeparableConv(c, ck, 3) if spec.separable else conv_bn_relu(c, ck, 3),
+                               conv_bn_relu(ck, ck, 1))
+        self.g_p = nn.Linear(self.num_categories, self.num_categories)
+        self.g_q = nn.Sequential(nn.Linear(c, cv), nn.ReLU(inplace=True), nn.Linear(cv, cv))
+        self.out_proj = conv_bn_relu(cv, spec.out_channels, 1)
+
+    def encodings(self, feats, semantic, center, offset, stride):
+        """E_pan = [S; I] F^T, normalised per category (N,L,C), and F (N,C,h,w)."""
+        feat = self.in_proj(feats)
+        n, c, h, w = feat.shape
+        probs = torch.softmax(semantic, dim=1).reshape(n, -1, h * w)
+        things = (probs * self.thing_mask).sum(1)
+        inst = instance_heatmaps(center, offset, things, self.k, self.spec.nms_kernel,
+                                 self.spec.heatmap_radius, stride)
+        cat = torch.cat([probs, inst], dim=1)
+        # Divide by (mass + 1 cell): present categories get their mean feature, absent or
+        # empty ones (mass << 1) shrink towards 0, and the scale does not grow with h*w.
+        enc = torch.matmul(cat, feat.reshape(n, c, h * w).transpose(1, 2))
+        enc = enc / (cat.sum(dim=2, keepdim=True) + 1.0)
+        return enc, feat
+
+    def forward(self, feats, semantic, center, offset, return_extras: bool = False):
+        size = feats.shape[-2:]
+        s = self.spec.downsample
+        if s > 1:
+            # Work on a coarser grid: features, logits and offsets averaged, centers max-pooled
+            # so that peaks survive.
+            feats, semantic, offset = (average_pool(t, s) for t in (feats, semantic, offset))
+            center = F.max_pool2d(center, s, s)
+        raw, feat = self.encodings(feats, semantic, center, offset, self.stride * s)
+        omega = self.reweight(raw) if self.reweight is not None else None
+        enc = raw * omega if omega is not None else raw
+        n, c, h, w = feat.shape
+        # Pixels-major layout (N,hw,.) keeps both softmax and g_p on the last axis, which
+        # CPUs run without a transpose.
+        query = self.h(feat).reshape(n, -1, h * w).transpose(1, 2)  # h(F)^T: (N,hw,Ck)
+        keys = self.g_s(enc)  # g_s(E~): (N,L,Ck)
+        # Stage 1: F_sp = g_s(E~)^T h(F), as attention over the L categories at each pixel.
+        logits = torch.matmul(query, keys.transpose(1, 2)) * (keys.shape[-1] ** -0.5)
+        attention = torch.softmax(logits, dim=2)  # (N,hw,L)
+        # Stage 2: F_pan = g_q(E~)^T g_p(F_sp); g_p (a 1x1 conv over categories) mixes them,
+        # g_q maps them back to features.
+        values = self.g_q(enc)  # (N,L,Cv)
+        f_pan = torch.matmul(self.g_p(attention), values)  # (N,hw,Cv)
+        f_pan = f_pan.transpose(1, 2).reshape(n, -1, h, w)
+        f_pan = self.out_proj(f_pan)
+        if s > 1:
+            f_pan = F.interpolate(f_pan, size=size, mode="bilinear", align_corners=False)
+        if return_extras:
+            return f_pan, {"E": raw, "omega": omega,
+                           "attention": attention.transpose(1, 2).reshape(n, -1, h, w)}
+        return f_pan

@@ -1,0 +1,263 @@
+"""Model specs: one dataclass tree per architecture, read from ``config/models/*.yaml``.
+
+A spec says everything needed to rebuild a network: backbone, decoders, heads, PISR, the loss
+weights it was trained with, and the input it expects. Checkpoints carry their spec, so a
+checkpoint can always be rebuilt, and a checkpoint that does not fit a given spec is refused
+with the fields and weights that differ.
+
+    spec = load_spec("config/models/pd_light_pisr.yaml")
+    model = build_model(spec)                      # a PanopticDeepLab nn.Module
+    save_checkpoint("model.pt", model, spec)
+    model, spec = load_checkpoint("model.pt")      # or load_checkpoint(path, spec=expected)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pisr_ros.errors import UsageError
+from pisr_ros.taxonomy import NUM_CLASSES
+
+CHECKPOINT_FORMAT = "pisr_ros.checkpoint/1"
+#: Spec fields a checkpoint may differ in from the spec it is loaded with.
+FREE_SPEC_FIELDS = ("name:", "input_size:", "loss.")
+
+
+# Defaults: the CPU default model, config/models/pd_light_pisr.yaml (a test keeps them equal).
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str = "mobilenet"  # "resnet" | "mobilenet"
+    width: int = 16  # resnet: base width (64 for ResNet-50); mobilenet: stem channels
+    output_stride: int = 32
+    # resnet only
+    depth: int = 50
+    stem: str = "basic"  # "basic" (7x7) | "deeplab" (three 3x3)
+    multi_grid: tuple[int, ...] = (1, 2, 4)
+    # mobilenet only: rows of (expand, channels, repeats, stride)
+    stages: tuple[tuple[int, int, int, int], ...] = (
+        (1, 24, 1, 2), (3, 24, 1, 1), (3, 32, 3, 2), (3, 64, 3, 2), (3, 96, 2, 1), (4, 160, 3, 2))
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """One Panoptic-DeepLab decoder: ASPP on res5, then two upsampling stages that fuse the
+    projected res3 and res2 maps (DeepLabV3+ style)."""
+
+    aspp_channels: int = 96
+    aspp_dilations: tuple[int, ...] = (3, 6, 9)
+    project_channels: tuple[int, int] = (16, 32)  # for (res2, res3)
+    channels: int = 48  # output of each fusion stage
+    kernel_size: int = 5  # depthwise-separable fusion convs
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    semantic_channels: int = 32
+    center_channels: int = 16
+    offset_channels: int = 32
+    kernel_size: int = 3
+    convs: int = 1  # depthwise-separable convs before each 1x1 predictor
+
+
+@dataclass(frozen=True)
+class PISRSpec:
+    """The PISR module (Borse et al. 2022, section 3). See docs/pisr_design_choices.md."""
+
+    enabled: bool = True
+    reweight: bool = True
+    top_k: int = 16  # K instance encodings
+    channels: int = 64  # C of the feature map F the encodings summarise
+    key_channels: int = 32  # width of g_s(E) and h(F)
+    value_channels: int = 64  # width of g_q(E), i.e. of F_pan before its output conv
+    out_channels: int = 32  # F_pan as fed to the final heads
+    reweight_hidden: int = 32  # hidden width of the 2-layer re-weighting MLP
+    heatmap_radius: float = 32.0  # input pixels: H_inst falls linearly to 0 at this distance
+    nms_kernel: int = 3  # cells of the grid PISR runs on (stride 4 x downsample)
+    separable: bool = True  # h(F)'s 3x3 conv depthwise-separable (cheaper, for CPUs)
+    downsample: int = 2  # run PISR on a grid this many times coarser than the heads' stride 4
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """L = gamma (L'sem + L'ins) + Lsem + Lins, Lins = center + offset (Panoptic-DeepLab)."""
+
+    gamma: float = 1.0
+    semantic_weight: float = 1.0
+    top_k_percent: float = 0.2  # hard-pixel mining in the semantic cross-entropy
+    center_weight: float = 200.0
+    offset_weight: float = 0.01
+    ignore_label: int = 255
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "pd_light_pisr"
+    num_classes: int = NUM_CLASSES
+    input_size: tuple[int, int] = (512, 1024)  # H, W the model is trained and run at
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    semantic_decoder: DecoderSpec = field(default_factory=DecoderSpec)
+    instance_decoder: DecoderSpec = field(
+        default_factory=lambda: DecoderSpec(aspp_channels=64, project_channels=(16, 24), channels=32))
+    heads: HeadSpec = field(default_factory=HeadSpec)
+    pisr: PISRSpec = field(default_factory=PISRSpec)
+    loss: LossSpec = field(default_factory=LossSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        """A spec from nested dicts (YAML); unknown keys are an error, missing keys default."""
+        return _from_dict(cls, data, "")
+
+
+def _plain(value):
+    # Lists rather than tuples: YAML- and weights_only-friendly, and comparable after a round trip.
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _from_dict(cls, data, where, base=None):
+    if not isinstance(data, dict):
+        raise UsageError(f"model spec{where or ''}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise UsageError(f"model spec{where}: unknown key(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(fields)}")
+    base = base if base is not None else cls()
+    kwargs = {}
+    for name, value in data.items():
+        current = getattr(base, name)
+        if dataclasses.is_dataclass(current):
+            # Missing keys keep the parent's default for this field (which may differ from the
+            # sub-dataclass's own defaults, e.g. the instance decoder's narrower channels).
+            kwargs[name] = _from_dict(type(current), value, f"{where}.{name}", current)
+        else:
+            kwargs[name] = _tuples(value)
+    return dataclasses.replace(base, **kwargs)
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """The ModelSpec in a YAML file (``config/models/*.yaml``)."""
+    import yaml  # only here: the rest of models/ needs nothing but torch
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read model spec {path}: {exc.strerror}") from exc
+    try:
+        return ModelSpec.from_dict(data or {})
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The network a spec describes; see ``PanopticDeepLab`` for its inputs and outputs."""
+    from pisr_ros.models.panoptic_deeplab import PanopticDeepLab
+
+    return PanopticDeepLab(spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------ checkpoints
+class CheckpointMismatchError(UsageError):
+    """A checkpoint does not fit the spec it is loaded against (or its own spec)."""
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, **extra) -> None:
+    """Weights plus the spec that builds them; ``extra`` (plain values: epoch, metrics...) rides along."""
+    torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(),
+                "state_dict": model.state_dict(), "extra": extra}, str(path))
+
+
+def spec_differences(a: dict, b: dict, prefix="") -> list[str]:
+    """Dotted paths where two spec dicts differ, as 'path: a != b'."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += spec_differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} != {vb!r}")
+    return out
+
+
+def load_checkpoint(path: str | Path, spec: ModelSpec | None = None,
+                    map_location="cpu") -> tuple[nn.Module, ModelSpec]:
+    """(model, spec) from a checkpoint written by ``save_checkpoint``, in eval mode.
+
+    With ``spec``, the checkpoint must have been made from that spec (its name, input size
+    and loss may differ: ``FREE_SPEC_FIELDS``); otherwise its own spec is used. Either way
+    the weights must fit the model exactly. Raises ``CheckpointMismatchError`` naming the
+    differing spec fields and weight keys.
+    """
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+    except FileNotFoundError as exc:
+        raise UsageError(f"no checkpoint at {path}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointMismatchError(
+            f"{path} is not a pisr_ros checkpoint (format {CHECKPOINT_FORMAT}); "
+            "write checkpoints with pisr_ros.models.spec.save_checkpoint")
+    own = ModelSpec.from_dict(ckpt["spec"])
+    problems = []
+    if spec is not None:
+        diffs = spec_differences(spec.to_dict(), own.to_dict())
+        # Neither the loss, the name nor the run resolution changes what the weights mean.
+        arch = [d for d in diffs if not d.startswith(FREE_SPEC_FIELDS)]
+        if arch:
+            problems.append("spec fields (expected != checkpoint): " + "; ".join(arch))
+    target = spec or own
+    model = build_model(target)
+    problems += state_dict_differences(model.state_dict(), ckpt["state_dict"])
+    if problems:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not match spec {target.name!r}: " + " | ".join(problems)
+            + ". Load it with the spec it was trained with (load_checkpoint(path) uses its own).")
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, target
+
+
+def state_dict_differences(expected: dict, found: dict, limit=12) -> list[str]:
+    """Missing, unexpected and wrongly shaped weight keys, each list cut at ``limit`` names."""
+
+    def names(keys):
+        keys = sorted(keys)
+        more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+        return ", ".join(keys[:limit]) + more
+
+    missing = set(expected) - set(found)
+    unexpected = set(found) - set(expected)
+    shaped = [f"{k} {tuple(found[k].shape)} != {tuple(expected[k].shape)}"
+              for k in sorted(set(expected) & set(found)) if found[k].shape != expected[k].shape]
+    out = []
+    if missing:
+        out.append(f"missing weights: {names(missing)}")
+    if unexpected:
+        out.append(f"unexpected weights: {names(unexpected)}")
+    if shaped:
+        more = f" (+{len(shaped) - limit} more)" if len(shaped) > limit else ""
+        out.append("wrong shapes (checkpoint != model): " + ", ".join(shaped[:limit]) + more)
+    return out
