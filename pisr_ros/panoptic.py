@@ -69,19 +69,27 @@ def segments_of(id_map: np.ndarray, confidence: np.ndarray | None = None) -> lis
     if id_map.ndim != 2:
         raise ValueError(f"id map must be HxW, got shape {id_map.shape}")
     h, w = id_map.shape
-    ids, inverse = np.unique(id_map, return_inverse=True)
-    inverse = inverse.reshape(h, w)
+    # Ids are small (< NUM_CLASSES * LABEL_DIVISOR), so a histogram over id + 1 finds the
+    # segments and a lookup table numbers them: no sort of the image, unlike np.unique.
+    shifted = id_map.ravel().astype(np.intp) + 1  # void (-1) -> 0
+    if shifted.size and (shifted.min() < 0 or shifted.max() > NUM_CLASSES * LABEL_DIVISOR):
+        raise ValueError(f"id map holds ids outside -1..{NUM_CLASSES * LABEL_DIVISOR - 1}")
+    present = np.flatnonzero(np.bincount(shifted))
+    ids = present - 1
     n = len(ids)
-    area = np.bincount(inverse.ravel(), minlength=n)
+    lut = np.zeros(present[-1] + 1 if n else 1, dtype=np.intp)
+    lut[present] = np.arange(n)
+    inverse = lut[shifted]
+    area = np.bincount(inverse, minlength=n)
+    # Per-segment row and column histograms give centroids and bounding boxes in O(HW + n(H+W)).
+    pixel_rows = np.repeat(np.arange(h, dtype=np.intp), w)
+    pixel_cols = np.tile(np.arange(w, dtype=np.intp), h)
+    row_hist = np.bincount(inverse * h + pixel_rows, minlength=n * h).reshape(n, h)
+    col_hist = np.bincount(inverse * w + pixel_cols, minlength=n * w).reshape(n, w)
     rows = np.arange(h, dtype=np.float64)
     cols = np.arange(w, dtype=np.float64)
-    # Per-segment row and column histograms give centroids and bounding boxes in O(HW + n(H+W)).
-    row_hist = np.bincount((inverse * h + rows[:, None].astype(np.int64)).ravel(), minlength=n * h)
-    col_hist = np.bincount((inverse * w + cols[None, :].astype(np.int64)).ravel(), minlength=n * w)
-    row_hist = row_hist.reshape(n, h)
-    col_hist = col_hist.reshape(n, w)
-    cy = row_hist @ rows / area
-    cx = col_hist @ cols / area
+    cy = row_hist @ rows / np.maximum(area, 1)
+    cx = col_hist @ cols / np.maximum(area, 1)
     row_any = row_hist > 0
     col_any = col_hist > 0
     y0 = row_any.argmax(1)
@@ -89,7 +97,7 @@ def segments_of(id_map: np.ndarray, confidence: np.ndarray | None = None) -> lis
     x0 = col_any.argmax(1)
     x1 = w - 1 - col_any[:, ::-1].argmax(1)
     if confidence is not None:
-        score = np.bincount(inverse.ravel(), weights=confidence.ravel(), minlength=n) / area
+        score = np.bincount(inverse, weights=confidence.ravel(), minlength=n) / np.maximum(area, 1)
     else:
         score = np.ones(n)
     out = []

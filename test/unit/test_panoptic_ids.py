@@ -65,3 +65,10 @@ def test_cityscapes_panoptic_png_roundtrip():
     png_ids = p.rgb_to_id(rgb)
     assert png_ids.tolist() == [[0, 26001, 26002], [7, 7, 23]]  # labelIds: car 26, road 7, sky 23
     assert {(i["id"], i["category_id"], i["area"]) for i in info} == {(26001, 26, 1), (26002, 26, 1), (7, 7, 2), (23, 23, 1)}
+
+
+def test_segments_of_void_only_and_foreign_ids():
+    assert p.segments_of(np.full((3, 4), -1, np.int32)) == []
+    assert p.segments_of(np.zeros((0, 4), np.int32)) == []
+    with pytest.raises(ValueError, match="outside -1..18999"):
+        p.segments_of(np.array([[255000]], np.int32))  # the 255*1000 void some tools write
