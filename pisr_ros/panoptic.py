@@ -68,6 +68,8 @@ def segments_of(id_map: np.ndarray, confidence: np.ndarray | None = None) -> lis
     """
     if id_map.ndim != 2:
         raise ValueError(f"id map must be HxW, got shape {id_map.shape}")
+    if id_map.size == 0:
+        return []
     h, w = id_map.shape
     # Ids are small (< NUM_CLASSES * LABEL_DIVISOR), so a histogram over id + 1 finds the
     # segments and a lookup table numbers them: no sort of the image, unlike np.unique.
