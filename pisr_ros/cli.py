@@ -16,6 +16,8 @@ from pisr_ros.errors import UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("pisr_ros.data.synth_cli", "generate synthetic street scenes in the Cityscapes layout"),
     "evaluate": ("pisr_ros.evaluation.evaluate_cli", "score panoptic (PQ/SQ/RQ) and semantic (mIoU) predictions"),
+    "train": ("pisr_ros.training.train_cli", "train a model spec on data in the Cityscapes layout"),
+    "predict": ("pisr_ros.inference.predict_cli", "panoptic predictions for a folder of images, in the Cityscapes panoptic format"),
 }
 
 

@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import time
@@ -35,6 +34,7 @@ from cityscapesscripts.helpers.labels import name2label
 from pisr_ros.data import cityscapes_layout as layout
 from pisr_ros.errors import UsageError
 from pisr_ros.taxonomy import LABEL_COLORS
+from pisr_ros.workers import process_pool
 
 
 def _label(name: str) -> int:
@@ -1465,7 +1465,7 @@ def convert_panoptic(root: str | Path, split: str, workers: int = 1, progress=No
             os.symlink(os.path.abspath(f), link)
         jobs.append((str(shard_root), str(out_dir), split))
     try:
-        with _pool(workers) as pool:
+        with process_pool(workers) as pool:
             for n in pool.imap_unordered(_convert_shard, jobs):
                 if progress is not None:
                     progress(n)
@@ -1505,16 +1505,6 @@ def _convert_shard(job) -> int:
 
 
 # ----------------------------------------------------------------------------- the whole split
-
-
-def _init_worker():
-    cv2.setNumThreads(1)  # one process per core already; cv2's own threads would only contend
-
-
-def _pool(workers: int):
-    # fork starts workers in milliseconds; where there is none (Windows) spawn works too.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(workers, initializer=_init_worker)
 
 
 def _write_job(job):
@@ -1557,7 +1547,7 @@ def generate(
             if workers == 1:
                 results = map(_write_job, jobs)
             else:
-                results = stack.enter_context(_pool(workers)).imap_unordered(_write_job, jobs)
+                results = stack.enter_context(process_pool(workers)).imap_unordered(_write_job, jobs)
             for index, thumb in results:
                 thumbs[index] = thumb
                 bar.update()

@@ -27,13 +27,13 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from multiprocessing import Pool
 from typing import Any
 
 import cv2
 import numpy as np
 
 from pisr_ros.errors import UsageError
+from pisr_ros.workers import process_pool
 
 #: PNG id of void in the COCO/Cityscapes panoptic format.
 VOID = 0
@@ -376,13 +376,8 @@ def map_images(func: Callable, items: Sequence, workers: int | None) -> Iterable
     return _pool_map(func, items, workers)
 
 
-def _init_worker() -> None:
-    # One process per core already; OpenCV's own threads would only oversubscribe the cores.
-    cv2.setNumThreads(1)
-
-
 def _pool_map(func: Callable, items: Sequence, workers: int) -> Iterable:
-    with Pool(workers, initializer=_init_worker) as pool:
+    with process_pool(workers) as pool:
         yield from pool.imap(func, items, chunksize=max(1, len(items) // (8 * workers)))
 
 

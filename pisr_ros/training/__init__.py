@@ -1,0 +1,1 @@
+"""Training: the loop (``train``), its sampler and ``pisr-ros train``."""
