@@ -43,6 +43,20 @@ def decode(ids):
     return train_id.astype(np.int32), k.astype(np.int32)
 
 
+def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``a`` (HxW, any dtype) resized to ``size`` (H, W) by nearest neighbour at pixel centres.
+
+    Index arithmetic rather than cv2: exact for int32 ids on every build, and centre sampling
+    does not shift the map by half a pixel as floor sampling does.
+    """
+    h, w = size
+    if a.shape[:2] == (h, w):
+        return a
+    rows = np.minimum(((np.arange(h) + 0.5) * a.shape[0] / h).astype(np.int64), a.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * a.shape[1] / w).astype(np.int64), a.shape[1] - 1)
+    return a[rows[:, None], cols[None, :]]
+
+
 def semantic_of(id_map: np.ndarray) -> np.ndarray:
     """The trainId map (uint8, 255 void) of a panoptic id map."""
     return np.where(id_map < 0, VOID_TRAIN_ID, id_map // LABEL_DIVISOR).astype(np.uint8)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pisr_ros.panoptic import resize_nearest
 from pisr_ros.taxonomy import VOID_LABEL_ID
 
 
@@ -42,16 +43,9 @@ def resize_sample(s: Sample, size: tuple[int, int]) -> Sample:
         cv2.resize(s.image, (w, h), interpolation=cv2.INTER_LINEAR),
         # Both label maps sampled at the same pixel centres, so they stay aligned (cv2's nearest
         # samples block corners, and has no int32 resize on every build).
-        _nearest(s.label_ids, (h, w)),
-        _nearest(s.instance_ids, (h, w)),
+        resize_nearest(s.label_ids, (h, w)),
+        resize_nearest(s.instance_ids, (h, w)),
     )
-
-
-def _nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    rows = np.minimum((np.arange(h) + 0.5) * a.shape[0] / h, a.shape[0] - 1).astype(np.int64)
-    cols = np.minimum((np.arange(w) + 0.5) * a.shape[1] / w, a.shape[1] - 1).astype(np.int64)
-    return a[rows[:, None], cols[None, :]]
 
 
 def augment(s: Sample, aug: Augment, rng: np.random.Generator) -> tuple[Sample, float]:

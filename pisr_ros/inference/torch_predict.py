@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from pisr_ros.panoptic import PanopticResult
+from pisr_ros.panoptic import PanopticResult, resize_nearest
 from pisr_ros.postprocess.panoptic_deeplab import PostprocessConfig, panoptic_deeplab_postprocess
 
 
@@ -27,20 +27,6 @@ def normalize(images: torch.Tensor, pixel_mean: Sequence[float], pixel_std: Sequ
     mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
     std = torch.as_tensor(pixel_std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
     return (images.float() - mean) / std
-
-
-def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``a`` (HxW, any dtype) resized to ``size`` (H, W) by nearest neighbour at pixel centres.
-
-    Index arithmetic rather than cv2: exact for int32 ids on every build, and centre sampling
-    does not shift the map by half a pixel as floor sampling does.
-    """
-    h, w = size
-    if a.shape[:2] == (h, w):
-        return a
-    rows = np.minimum(((np.arange(h) + 0.5) * a.shape[0] / h).astype(np.int64), a.shape[0] - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * a.shape[1] / w).astype(np.int64), a.shape[1] - 1)
-    return a[rows[:, None], cols[None, :]]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

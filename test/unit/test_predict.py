@@ -19,7 +19,8 @@ from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import panoptic_quality, semantic
 from pisr_ros.inference.predict_cli import find_images, load_model
 from pisr_ros.data.dataset import read_rgb
-from pisr_ros.inference.torch_predict import normalize, predict_image, resize_nearest
+from pisr_ros.inference.torch_predict import normalize, predict_image
+from pisr_ros.panoptic import resize_nearest
 from pisr_ros.models.spec import ModelSpec, build_model, save_checkpoint
 from pisr_ros.panoptic import PanopticResult, rgb_to_id
 from pisr_ros.taxonomy import NUM_CLASSES, by_name
