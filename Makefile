@@ -60,8 +60,16 @@ test-ros: setup
 clean:
 	rm -rf build install log
 
-# The main job on an embedded default. Today: synthetic val scenes and their panoptic ground truth.
+# The main job on an embedded default. Today: synthetic val scenes -> the shipped CPU model
+# (PyTorch) -> PQ/SQ/RQ and mIoU. Later: the same scenes as a bag through the running node.
+DEMO_MODEL := models/pd_light_base_synth.pt
 demo: setup
-	source env.sh && pisr-ros synth --out out/demo --split val --num 20 --size 1024x2048 --seed 2026 --overwrite \
-	  --contact-sheet out/demo/contact_sheet.png
-	@echo "out/demo/: 20 synthetic val scenes in the Cityscapes layout; contact sheet: out/demo/contact_sheet.png"
+	source env.sh && \
+	pisr-ros synth --out out/demo/data --split val --num 20 --size 1024x2048 --seed 2026 --overwrite \
+	  --contact-sheet out/demo/contact_sheet.png && \
+	pisr-ros predict --model $(DEMO_MODEL) --images out/demo/data/leftImg8bit/val --out out/demo/predictions && \
+	pisr-ros evaluate --gt-json out/demo/data/gtFine/cityscapes_panoptic_val.json \
+	  --pred-json out/demo/predictions/panoptic.json --pred-folder out/demo/predictions/panoptic \
+	  --gt-semantic out/demo/data/gtFine/val --pred-semantic out/demo/predictions/semantic \
+	  --json-out out/demo/results.json
+	@echo "out/demo/: scenes in data/, predictions in predictions/, scores in results.json"

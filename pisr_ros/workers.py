@@ -1,4 +1,4 @@
-"""The process pool the data tools share (synth, evaluate)."""
+"""How the project starts worker processes (synth and evaluate pools, DataLoader workers)."""
 from __future__ import annotations
 
 import multiprocessing
@@ -11,6 +11,16 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
+def start_context():
+    """The multiprocessing context for worker processes (pools, DataLoader workers)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # Imported once in the server rather than in every worker.
+        ctx.set_forkserver_preload(["numpy", "cv2", "pisr_ros.workers"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def process_pool(workers: int):
     """A pool of ``workers`` processes, started by a fork server where there is one.
 
@@ -19,10 +29,4 @@ def process_pool(workers: int):
     release, and they hang inside cv2. The fork server is a fresh interpreter, so its children
     start clean.
     """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        # Imported once in the server rather than in every worker of every pool.
-        ctx.set_forkserver_preload(["numpy", "cv2", "pisr_ros.workers"])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    return ctx.Pool(workers, initializer=_init_worker)
+    return start_context().Pool(workers, initializer=_init_worker)

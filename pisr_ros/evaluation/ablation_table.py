@@ -28,10 +28,42 @@ def run_row(run: Path) -> list[str]:
     return [run.name, str(m.get("iteration", "?"))] + [pct(v) for v in values]
 
 
+def plot_losses(runs: list[Path], out: Path, window: int = 25) -> None:
+    """Semantic and center losses of the final heads over iterations, one line per run."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for run in runs:
+        with open(run / "log.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        it = np.array([int(r["iteration"]) for r in rows])
+        for ax, key in zip(axes, ("semantic", "center")):
+            v = np.array([float(r[key]) for r in rows])
+            smooth = np.convolve(v, np.ones(window) / window, mode="valid")
+            ax.plot(it[window - 1:], smooth, label=run.name)
+    for ax, key in zip(axes, ("semantic (hard-pixel CE, top 20 %)", "center (MSE x 200)")):
+        ax.set_title(f"final heads: {key}, mean of {window} it.")
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of `pisr-ros train`")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="also plot the runs' training losses")
     args = parser.parse_args(argv)
+    if args.plot:
+        plot_losses(args.runs, args.plot)
     header = ["run", "iterations", *COLUMNS]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

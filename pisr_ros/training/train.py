@@ -38,6 +38,7 @@ import torch
 
 from pisr_ros.errors import UsageError
 from pisr_ros.taxonomy import CLASSES
+from pisr_ros.workers import start_context
 
 LOG_CSV = "log.csv"
 VAL_LOG_CSV = "val_log.csv"
@@ -359,7 +360,9 @@ def train(opts: TrainOptions) -> dict:
                         pin_memory=dist.device.type == "cuda", worker_init_fn=_worker_init if workers else None,
                         # Its own generator: the loader's base seed must not draw from the global
                         # RNG, or a resumed run's dropout would be one draw off.
-                        generator=torch.Generator().manual_seed(opts.seed))
+                        generator=torch.Generator().manual_seed(opts.seed),
+                        # Not fork: see pisr_ros.workers (forked workers hang in OpenCV).
+                        multiprocessing_context=start_context() if workers else None)
 
     csv_log = tb = None
     if dist.main:
