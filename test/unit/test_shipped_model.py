@@ -15,7 +15,7 @@ from pisr_ros.models.spec import count_parameters, load_checkpoint, load_spec
 from pisr_ros.taxonomy import LABEL_TO_TRAIN, VOID_TRAIN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "pd_light_pisr_synth.pt"
+MODEL = ROOT / "models" / "pd_light_base_synth.pt"
 
 
 @pytest.fixture(scope="module")
