@@ -203,6 +203,29 @@ def spec_differences(a: dict, b: dict, prefix="") -> list[str]:
     return out
 
 
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The raw dict ``save_checkpoint`` wrote (weights_only: nothing is unpickled but tensors
+    and plain data); refuses files that are not pisr_ros checkpoints."""
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+    except FileNotFoundError as exc:
+        raise UsageError(f"no checkpoint at {path}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointMismatchError(
+            f"{path} is not a pisr_ros checkpoint (format {CHECKPOINT_FORMAT}); "
+            "write checkpoints with pisr_ros.models.spec.save_checkpoint")
+    return ckpt
+
+
+def checkpoint_problems(ckpt: dict, spec: ModelSpec, model: nn.Module, free_fields=FREE_SPEC_FIELDS) -> list[str]:
+    """Why ``ckpt`` cannot be loaded into ``model`` built from ``spec``: spec fields that differ
+    (other than those starting with one of ``free_fields``) and mismatched weight keys."""
+    diffs = spec_differences(spec.to_dict(), ModelSpec.from_dict(ckpt["spec"]).to_dict())
+    arch = [d for d in diffs if not d.startswith(tuple(free_fields))]
+    problems = ["spec fields (expected != checkpoint): " + "; ".join(arch)] if arch else []
+    return problems + state_dict_differences(model.state_dict(), ckpt["state_dict"])
+
+
 def load_checkpoint(path: str | Path, spec: ModelSpec | None = None,
                     map_location="cpu") -> tuple[nn.Module, ModelSpec]:
     """(model, spec) from a checkpoint written by ``save_checkpoint``, in eval mode.
@@ -212,25 +235,11 @@ def load_checkpoint(path: str | Path, spec: ModelSpec | None = None,
     the weights must fit the model exactly. Raises ``CheckpointMismatchError`` naming the
     differing spec fields and weight keys.
     """
-    try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
-    except FileNotFoundError as exc:
-        raise UsageError(f"no checkpoint at {path}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatchError(
-            f"{path} is not a pisr_ros checkpoint (format {CHECKPOINT_FORMAT}); "
-            "write checkpoints with pisr_ros.models.spec.save_checkpoint")
-    own = ModelSpec.from_dict(ckpt["spec"])
-    problems = []
-    if spec is not None:
-        diffs = spec_differences(spec.to_dict(), own.to_dict())
-        # Neither the loss, the name nor the run resolution changes what the weights mean.
-        arch = [d for d in diffs if not d.startswith(FREE_SPEC_FIELDS)]
-        if arch:
-            problems.append("spec fields (expected != checkpoint): " + "; ".join(arch))
-    target = spec or own
+    ckpt = read_checkpoint(path, map_location)
+    target = spec or ModelSpec.from_dict(ckpt["spec"])
     model = build_model(target)
-    problems += state_dict_differences(model.state_dict(), ckpt["state_dict"])
+    # Neither the loss, the name nor the run resolution changes what the weights mean.
+    problems = checkpoint_problems(ckpt, target, model)
     if problems:
         raise CheckpointMismatchError(
             f"checkpoint {path} does not match spec {target.name!r}: " + " | ".join(problems)

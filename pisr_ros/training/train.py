@@ -199,16 +199,15 @@ def _rng_state() -> dict:
 
 
 def _load_resume(path: Path, model, optimizer, spec) -> dict:
-    from pisr_ros.models.spec import CHECKPOINT_FORMAT, ModelSpec, spec_differences, state_dict_differences
+    from pisr_ros.models.spec import checkpoint_problems, read_checkpoint
 
     if not path.is_file():
         raise UsageError(f"--resume: no {path}; start without --resume (it is written every --save-every iterations)")
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ckpt.get("extra", {}):
+    ckpt = read_checkpoint(path)
+    if "optimizer" not in ckpt.get("extra", {}):
         raise UsageError(f"{path} is not a training checkpoint of `pisr-ros train` (no optimizer state)")
-    diffs = [d for d in spec_differences(spec.to_dict(), ModelSpec.from_dict(ckpt["spec"]).to_dict())
-             if not d.startswith("name:")]
-    problems = diffs + state_dict_differences(model.state_dict(), ckpt["state_dict"])
+    # Only the name may differ: input size and loss shape what the optimizer state means.
+    problems = checkpoint_problems(ckpt, spec, model, free_fields=("name:",))
     if problems:
         raise UsageError(f"--resume: {path} was trained with a different model spec: " + "; ".join(problems[:8]))
     model.load_state_dict(ckpt["state_dict"])
