@@ -29,6 +29,9 @@ setup(
     entry_points={
         "console_scripts": [
             "pisr-ros = pisr_ros.cli:main",
+            # The same executables colcon installs into lib/pisr_ros for `ros2 run`.
+            "panoptic_node = pisr_ros.ros.panoptic_node:main",
+            "occupancy_grid_node = pisr_ros.ros.occupancy_grid_node:main",
         ],
     },
 )

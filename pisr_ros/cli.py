@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pisr_ros.evaluation.evaluate_cli", "score panoptic (PQ/SQ/RQ) and semantic (mIoU) predictions"),
     "train": ("pisr_ros.training.train_cli", "train a model spec on data in the Cityscapes layout"),
     "predict": ("pisr_ros.inference.predict_cli", "panoptic predictions for a folder of images, in the Cityscapes panoptic format"),
+    "export": ("pisr_ros.inference.export_cli", "export a checkpoint's network to ONNX, checked against PyTorch"),
+    "build-engine": ("pisr_ros.inference.build_engine_cli", "build (or reuse) a cached TensorRT engine from an ONNX file"),
+    "bench": ("pisr_ros.inference.bench_cli", "per-stage latency of the Predictor on several backends, side by side"),
 }
 
 

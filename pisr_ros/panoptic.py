@@ -43,18 +43,24 @@ def decode(ids):
     return train_id.astype(np.int32), k.astype(np.int32)
 
 
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each of ``n_out`` output positions when resizing ``n_in`` positions by
+    nearest neighbour at pixel centres (the sampling of ``resize_nearest``)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp), n_in - 1)
+
+
 def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``a`` (HxW, any dtype) resized to ``size`` (H, W) by nearest neighbour at pixel centres.
 
     Index arithmetic rather than cv2: exact for int32 ids on every build, and centre sampling
-    does not shift the map by half a pixel as floor sampling does.
+    does not shift the map by half a pixel as floor sampling does. Rows first, then columns:
+    two gathers along one axis each are about twice as fast as one 2-D fancy index.
     """
     h, w = size
     if a.shape[:2] == (h, w):
         return a
-    rows = np.minimum(((np.arange(h) + 0.5) * a.shape[0] / h).astype(np.int64), a.shape[0] - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * a.shape[1] / w).astype(np.int64), a.shape[1] - 1)
-    return a[rows[:, None], cols[None, :]]
+    rows = a if a.shape[0] == h else np.take(a, nearest_indices(a.shape[0], h), axis=0)
+    return rows if a.shape[1] == w else np.take(rows, nearest_indices(a.shape[1], w), axis=1)
 
 
 def semantic_of(id_map: np.ndarray) -> np.ndarray:
@@ -75,50 +81,73 @@ class Segment:
     score: float = 1.0
 
 
-def segments_of(id_map: np.ndarray, confidence: np.ndarray | None = None) -> list[Segment]:
+def segments_of(id_map: np.ndarray, confidence: np.ndarray | None = None,
+                size: tuple[int, int] | None = None) -> list[Segment]:
     """Every non-void segment of ``id_map``, sorted by id, without Python loops over pixels.
 
-    ``score`` is the mean of ``confidence`` over the segment when given, else 1.0.
+    ``score`` is the mean of ``confidence`` (same shape as ``id_map``) over the segment when
+    given, else 1.0. With ``size`` (H, W), the segments are those of
+    ``resize_nearest(id_map, size)`` (scored on ``resize_nearest(confidence, size)``), exactly,
+    but computed on the small map: each source pixel stands for the block of output pixels
+    that sample it. A network's 128x256 map resized to a 1024x2048 camera frame costs 64x less.
     """
     if id_map.ndim != 2:
         raise ValueError(f"id map must be HxW, got shape {id_map.shape}")
-    if id_map.size == 0:
-        return []
+    if confidence is not None and confidence.shape != id_map.shape:
+        raise ValueError(f"confidence {confidence.shape} must have the id map's shape {id_map.shape}")
     h, w = id_map.shape
+    out_h, out_w = size if size is not None else (h, w)
+    if id_map.size == 0 or out_h == 0 or out_w == 0:
+        return []
+    # Per source row: how many output rows sample it, the sum of their indices, the first and
+    # the last of them (identity when not resizing).
+    src_rows, src_cols = nearest_indices(h, out_h), nearest_indices(w, out_w)
+    row_n = np.bincount(src_rows, minlength=h).astype(np.float64)
+    col_n = np.bincount(src_cols, minlength=w).astype(np.float64)
+    row_sum = np.bincount(src_rows, weights=np.arange(out_h, dtype=np.float64), minlength=h)
+    col_sum = np.bincount(src_cols, weights=np.arange(out_w, dtype=np.float64), minlength=w)
+    row_first = np.full(h, -1, np.intp)
+    row_first[src_rows[::-1]] = np.arange(out_h)[::-1]
+    row_last = np.full(h, -1, np.intp)
+    row_last[src_rows] = np.arange(out_h)
+    col_first = np.full(w, -1, np.intp)
+    col_first[src_cols[::-1]] = np.arange(out_w)[::-1]
+    col_last = np.full(w, -1, np.intp)
+    col_last[src_cols] = np.arange(out_w)
     # Ids are small (< NUM_CLASSES * LABEL_DIVISOR), so a histogram over id + 1 finds the
     # segments and a lookup table numbers them: no sort of the image, unlike np.unique.
     shifted = id_map.ravel().astype(np.intp) + 1  # void (-1) -> 0
-    if shifted.size and (shifted.min() < 0 or shifted.max() > NUM_CLASSES * LABEL_DIVISOR):
+    if shifted.min() < 0 or shifted.max() > NUM_CLASSES * LABEL_DIVISOR:
         raise ValueError(f"id map holds ids outside -1..{NUM_CLASSES * LABEL_DIVISOR - 1}")
     present = np.flatnonzero(np.bincount(shifted))
-    ids = present - 1
-    n = len(ids)
-    lut = np.zeros(present[-1] + 1 if n else 1, dtype=np.intp)
+    n = len(present)
+    lut = np.zeros(present[-1] + 1, dtype=np.intp)
     lut[present] = np.arange(n)
     inverse = lut[shifted]
-    area = np.bincount(inverse, minlength=n)
-    # Per-segment row and column histograms give centroids and bounding boxes in O(HW + n(H+W)).
     pixel_rows = np.repeat(np.arange(h, dtype=np.intp), w)
     pixel_cols = np.tile(np.arange(w, dtype=np.intp), h)
-    row_hist = np.bincount(inverse * h + pixel_rows, minlength=n * h).reshape(n, h)
-    col_hist = np.bincount(inverse * w + pixel_cols, minlength=n * w).reshape(n, w)
-    rows = np.arange(h, dtype=np.float64)
-    cols = np.arange(w, dtype=np.float64)
-    cy = row_hist @ rows / np.maximum(area, 1)
-    cx = col_hist @ cols / np.maximum(area, 1)
+    # Output pixels per segment and source row / column; a source pixel weighs row_n * col_n.
+    weight = np.outer(row_n, col_n).ravel()
+    row_hist = np.bincount(inverse * h + pixel_rows, weights=weight, minlength=n * h).reshape(n, h)
+    col_hist = np.bincount(inverse * w + pixel_cols, weights=weight, minlength=n * w).reshape(n, w)
+    area = row_hist.sum(1)
+    safe = np.maximum(area, 1)
+    # Mean output row: each source row contributes the mean index of the rows that sample it.
+    cy = row_hist @ (row_sum / np.maximum(row_n, 1)) / safe
+    cx = col_hist @ (col_sum / np.maximum(col_n, 1)) / safe
     row_any = row_hist > 0
     col_any = col_hist > 0
-    y0 = row_any.argmax(1)
-    y1 = h - 1 - row_any[:, ::-1].argmax(1)
-    x0 = col_any.argmax(1)
-    x1 = w - 1 - col_any[:, ::-1].argmax(1)
+    y0 = row_first[row_any.argmax(1)]
+    y1 = row_last[h - 1 - row_any[:, ::-1].argmax(1)]
+    x0 = col_first[col_any.argmax(1)]
+    x1 = col_last[w - 1 - col_any[:, ::-1].argmax(1)]
     if confidence is not None:
-        score = np.bincount(inverse, weights=confidence.ravel(), minlength=n) / np.maximum(area, 1)
+        score = np.bincount(inverse, weights=confidence.ravel() * weight, minlength=n) / safe
     else:
         score = np.ones(n)
     out = []
-    for i, seg_id in enumerate(ids.tolist()):
-        if seg_id < 0:
+    for i, seg_id in enumerate((present - 1).tolist()):
+        if seg_id < 0 or area[i] == 0:  # void, or only in source pixels no output pixel samples
             continue
         cls = seg_id // LABEL_DIVISOR
         out.append(
@@ -126,7 +155,7 @@ def segments_of(id_map: np.ndarray, confidence: np.ndarray | None = None) -> lis
                 id=seg_id,
                 class_id=cls,
                 is_thing=bool(IS_THING[cls]),
-                area=int(area[i]),
+                area=int(round(area[i])),
                 bbox=(int(x0[i]), int(y0[i]), int(x1[i] - x0[i] + 1), int(y1[i] - y0[i] + 1)),
                 centroid=(float(cx[i]), float(cy[i])),
                 score=float(score[i]),
@@ -142,6 +171,8 @@ class PanopticResult:
     id_map: np.ndarray  # HxW int32, trainId*1000+k, -1 void
     confidence: np.ndarray | None = None  # HxW float32 in [0, 1]
     segments: list[Segment] = field(default=None)  # filled from id_map when not given
+    # semantic_of(id_map), when the producer made it more cheaply (e.g. on a smaller map).
+    semantic_map: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.id_map.ndim != 2 or self.id_map.dtype != np.int32:
@@ -151,7 +182,10 @@ class PanopticResult:
 
     @property
     def semantic(self) -> np.ndarray:
-        return semantic_of(self.id_map)
+        """HxW uint8 trainIds of the panoptic segments (255 void)."""
+        if self.semantic_map is None:
+            self.semantic_map = semantic_of(self.id_map)
+        return self.semantic_map
 
 
 def to_cityscapes_panoptic(id_map: np.ndarray) -> tuple[np.ndarray, list[dict]]:

@@ -46,8 +46,10 @@ def instance_heatmaps(center, offset, things, k, nms_kernel, radius, stride):
     """
     n, _, h, w = center.shape
     scores, cy, cx = select_centers(center, k, nms_kernel)
-    ys = torch.arange(h, device=center.device, dtype=center.dtype).view(1, h, 1)
-    xs = torch.arange(w, device=center.device, dtype=center.dtype).view(1, 1, w)
+    # Integer ranges, then cast: TensorRT's ONNX parser takes a float Range only when its
+    # bounds are initializers, which traced sizes are not.
+    ys = torch.arange(h, device=center.device).to(center.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=center.device).to(center.dtype).view(1, 1, w)
     ry = (ys + offset[:, 0] / stride).reshape(n, 1, h * w)
     rx = (xs + offset[:, 1] / stride).reshape(n, 1, h * w)
     # + 1e-6 keeps sqrt's gradient finite where a pixel regresses exactly onto a center.
@@ -56,12 +58,13 @@ def instance_heatmaps(center, offset, things, k, nms_kernel, radius, stride):
     return cone * scores.unsqueeze(2) * things.unsqueeze(1)
 
 
-def average_pool(x: torch.Tensor, s: int) -> torch.Tensor:
+def average_pool(x: torch.Tensor, s: int, channels: int) -> torch.Tensor:
     """s x s average pooling with stride s, as a fixed depthwise conv. Same numbers; but
     ONNX Runtime's AveragePool took ~8 ms of the light model's 512x1024 run on 2 cores,
-    while its blocked-layout depthwise conv does not show in the profile."""
-    weight = torch.full((x.shape[1], 1, s, s), 1.0 / (s * s), dtype=x.dtype, device=x.device)
-    return F.conv2d(x, weight, stride=s, groups=x.shape[1])
+    while its blocked-layout depthwise conv does not show in the profile. ``channels`` is
+    x.shape[1] as a Python int: an exported graph needs the kernel's shape as a constant."""
+    weight = torch.full((channels, 1, s, s), 1.0 / (s * s), dtype=x.dtype, device=x.device)
+    return F.conv2d(x, weight, stride=s, groups=channels)
 
 
 class PISR(nn.Module):
@@ -82,6 +85,7 @@ class PISR(nn.Module):
         self.spec = spec
         self.stride = stride
         self.k = spec.top_k
+        self.in_channels = in_channels
         c, ck, cv = spec.channels, spec.key_channels, spec.value_channels
         num_classes = len(thing_mask)
         self.num_categories = num_classes + spec.top_k
@@ -119,7 +123,9 @@ class PISR(nn.Module):
         if s > 1:
             # Work on a coarser grid: features, logits and offsets averaged, centers max-pooled
             # so that peaks survive.
-            feats, semantic, offset = (average_pool(t, s) for t in (feats, semantic, offset))
+            feats = average_pool(feats, s, self.in_channels)
+            semantic = average_pool(semantic, s, self.num_categories - self.k)
+            offset = average_pool(offset, s, 2)
             center = F.max_pool2d(center, s, s)
         raw, feat = self.encodings(feats, semantic, center, offset, self.stride * s)
         omega = self.reweight(raw) if self.reweight is not None else None

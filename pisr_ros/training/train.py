@@ -67,6 +67,7 @@ class TrainOptions:
     scale_range: tuple[float, float] = (0.5, 2.0)
     seed: int = 0
     resume: bool = False
+    init_from: str | None = None  # checkpoint to start from (pisr_ros.models.warm_start); ignored on resume
     workers: int | None = None  # default: default_workers()
     threads: int | None = None  # torch CPU threads; default: this process's share of the cores
     val_every: int = 0  # 0: validate only at the end
@@ -276,6 +277,18 @@ def summary_line(results: dict) -> str:
 # ----------------------------------------------------------------------------- the loop
 
 
+def _init_from(model, path: str, verbose: bool) -> None:
+    from pisr_ros.models.spec import read_checkpoint
+    from pisr_ros.models.warm_start import warm_start
+
+    try:
+        report = warm_start(model, read_checkpoint(path)["state_dict"])
+    except ValueError as exc:
+        raise UsageError(f"--init-from {path}: {exc}") from exc
+    if verbose:
+        print(f"--init-from {path}: {report.summary()}")
+
+
 def _check(opts: TrainOptions, out: Path) -> None:
     if opts.iters < 1:
         raise UsageError(f"--iters must be at least 1, got {opts.iters}")
@@ -320,7 +333,10 @@ def train(opts: TrainOptions) -> dict:
     warmup = opts.warmup if opts.warmup is not None else min(1000, opts.iters // 20)
 
     torch.manual_seed(opts.seed)  # the initial weights; DDP broadcasts rank 0's anyway
-    model = build_model(spec).to(dist.device)
+    model = build_model(spec)
+    if opts.init_from and not opts.resume:
+        _init_from(model, opts.init_from, dist.main)
+    model = model.to(dist.device)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)  # before the optimizer: Adam's state follows it
     model.train()

@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, metavar="S",
                         help=f"seed of the weights, data order and augmentation (default: {d.seed})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--init-from", default=None, metavar="CKPT",
+                        help="start from a trained checkpoint instead of random weights; a base model "
+                             "(PISR off) may start a PISR spec: PISR's final heads begin as copies of its "
+                             "heads, so step 0 predicts what the base predicts")
     parser.add_argument("--workers", type=int, default=None, metavar="W",
                         help=f"DataLoader worker processes; 0 loads in the training process (default: {default_workers()})")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -75,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         config=args.config, data=args.data, out=args.out, iters=args.iters, batch_size=args.batch_size,
         crop_size=parse_size(args.crop, "--crop") if args.crop else None, lr=args.lr, warmup=args.warmup,
-        weight_decay=args.weight_decay, seed=args.seed, resume=args.resume, workers=args.workers,
+        weight_decay=args.weight_decay, seed=args.seed, resume=args.resume, init_from=args.init_from, workers=args.workers,
         threads=args.threads, val_every=args.val_every, stop_at=args.stop_at, save_every=args.save_every, log=args.log,
         device=args.device, amp=args.amp, channels_last=args.channels_last,
     )

@@ -51,6 +51,32 @@ def test_segments_match_a_loop_reference(seed):
         assert s.class_id == seg_id // 1000 and s.is_thing == (seg_id // 1000 >= 11)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_segments_of_a_resized_map_equal_those_of_the_resized_map(seed):
+    """``size=`` computes on the small map what the resized map holds: up, down, non-integer."""
+    rng = np.random.default_rng(100 + seed)
+    h, w = rng.integers(3, 40, size=2)
+    out = tuple(int(v) for v in rng.integers(2, 90, size=2)) if seed else (8 * h, 8 * w)
+    ids = np.array([-1, 0, 2000, 11001, 11002, 13001, 13007, 18001])
+    id_map = rng.choice(ids, size=(h, w)).astype(np.int32)
+    conf = rng.random((h, w)).astype(np.float32)
+    got = p.segments_of(id_map, conf, size=out)
+    ref = p.segments_of(p.resize_nearest(id_map, out), p.resize_nearest(conf, out))
+    assert [s.id for s in got] == [s.id for s in ref]
+    for a, b in zip(got, ref):
+        assert (a.area, a.bbox, a.is_thing) == (b.area, b.bbox, b.is_thing)
+        assert a.centroid == pytest.approx(b.centroid, abs=1e-9)
+        assert a.score == pytest.approx(b.score, rel=1e-6)
+
+
+def test_resize_nearest_samples_pixel_centres():
+    a = np.arange(12, dtype=np.int32).reshape(3, 4)
+    up = p.resize_nearest(a, (6, 8))
+    assert (up == np.repeat(np.repeat(a, 2, 0), 2, 1)).all()
+    assert p.resize_nearest(up, (3, 4)).tolist() == a.tolist()
+    assert p.resize_nearest(a, (3, 2)).tolist() == [[1, 3], [5, 7], [9, 11]]  # centres 1 and 3
+
+
 def test_result_checks_its_id_map_and_derives_semantics():
     with pytest.raises(ValueError, match="int32"):
         p.PanopticResult(np.zeros((4, 4), np.int64))

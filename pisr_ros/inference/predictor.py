@@ -1,0 +1,153 @@
+"""``Predictor``: camera image(s) -> ``PanopticResult`` at each image's own resolution, on any
+backend.
+
+    predictor = Predictor.from_file("models/pd_light_base_synth.pt", backend="auto")
+    result = predictor(bgr_image, encoding="bgr")  # HxWx3 uint8 -> PanopticResult (HxW)
+
+Stages, each timed in ``last_timings`` (seconds) for ``pisr-ros bench`` and the node:
+  preprocess   resize to the network's input size and normalise, on the backend's device
+  network      the backend call
+  postprocess  center NMS, grouping, merging (pisr_ros.postprocess), on the same device
+  resize       the id map (and semantic map, confidence) back to the image's size (nearest),
+               and the segments, computed on the small map (pisr_ros.panoptic.segments_of)
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pisr_ros.inference.backends import make_backend
+from pisr_ros.inference.model_files import ModelInfo, read_model_info
+from pisr_ros.panoptic import PanopticResult, resize_nearest, segments_of, semantic_of
+from pisr_ros.postprocess.panoptic_deeplab import PostprocessConfig, panoptic_deeplab_postprocess
+
+ENCODINGS = ("rgb", "bgr")
+STAGES = ("preprocess", "network", "postprocess", "resize")
+
+
+def default_postprocess(device: str | torch.device) -> PostprocessConfig:
+    """On a GPU detectron2's way (heads upsampled to the input size). On a CPU, the heads' own
+    grid: ~15x less work (docs/postprocess_timing.md), with the 7x7 center NMS scaled to 3x3
+    cells so it spans about the same distance in the image."""
+    if torch.device(device).type == "cuda":
+        return PostprocessConfig()
+    return PostprocessConfig(upsample=False, nms_kernel=3)
+
+
+def check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = (f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}").strip()
+        raise ValueError(f"image must be a HxWx3 uint8 numpy array (bgr or rgb), got {got}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image must be at least 1x1, got {image.shape[0]}x{image.shape[1]}")
+
+
+class Predictor:
+    def __init__(self, backend, info: ModelInfo, postprocess: PostprocessConfig | None = None,
+                 keep_confidence: bool = True, profile: bool = False):
+        """``keep_confidence``: also resize the confidence map to each image (the segments' scores
+        are exact either way). ``profile``: synchronise CUDA between stages so that
+        ``last_timings`` is true per stage (costs a little on GPUs; nothing on CPUs)."""
+        self.backend = backend
+        self.info = info
+        self.device = backend.device
+        self.input_size = tuple(backend.input_size)
+        self.postprocess = postprocess or default_postprocess(self.device)
+        self.keep_confidence = keep_confidence
+        self.profile = profile
+        self.last_timings: dict[str, float] = {}
+        self._mean = torch.tensor(info.pixel_mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._inv_std = 1.0 / torch.tensor(info.pixel_std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_file(cls, model: str, backend: str = "auto", device: str = "cpu", *, fp16: bool = False,
+                  threads: int | None = None, postprocess: PostprocessConfig | None = None,
+                  keep_confidence: bool = True, profile: bool = False, **tensorrt_options) -> Predictor:
+        """A Predictor for a checkpoint (.pt) or an exported ONNX file; ``backend`` is auto,
+        torch, onnxruntime or tensorrt (see pisr_ros.inference.backends)."""
+        info = read_model_info(model)
+        engine = make_backend(info, backend, device, fp16=fp16, threads=threads, **tensorrt_options)
+        return cls(engine, info, postprocess, keep_confidence, profile)
+
+    def with_postprocess(self, **changes) -> None:
+        """Change post-processing parameters (centre threshold, NMS kernel, top-k, stuff area)."""
+        self.postprocess = replace(self.postprocess, **changes)
+
+    # ------------------------------------------------------------------------------ stages
+    def _sync(self) -> None:
+        if self.profile and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def preprocess(self, images: Sequence[np.ndarray], encoding: str) -> torch.Tensor:
+        """(N,3,H,W) float32 normalised network input on the backend's device."""
+        ih, iw = self.input_size
+        if self.device.type == "cpu":
+            # OpenCV's uint8 resize is several times faster than torch's float one on CPUs,
+            # and resizing before the float conversion moves 4x fewer bytes.
+            resized = [img if img.shape[:2] == (ih, iw) else cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR)
+                       for img in images]
+            x = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
+        else:
+            # uint8 to the GPU (4x less to copy than float), resized there.
+            def upload(img):
+                t = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float()
+                return t if t.shape[-2:] == (ih, iw) else F.interpolate(
+                    t, size=(ih, iw), mode="bilinear", align_corners=False)
+
+            x = torch.cat([upload(img) for img in images])
+        if encoding == "bgr":
+            x = x.flip(1)
+        return ((x.float() - self._mean) * self._inv_std).contiguous()
+
+    def __call__(self, image: np.ndarray, encoding: str = "rgb") -> PanopticResult:
+        return self.predict([image], encoding)[0]
+
+    def predict(self, images: Sequence[np.ndarray] | np.ndarray, encoding: str = "rgb") -> list[PanopticResult]:
+        """``PanopticResult`` per image; ``images`` is one HxWx3 uint8 image, a list of them (sizes
+        may differ), or an (N,H,W,3) uint8 array."""
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        elif isinstance(images, np.ndarray):
+            images = [images]
+        for img in images:
+            check_image(img)
+        if not images:
+            return []
+        t0 = time.perf_counter()
+        x = self.preprocess(images, encoding)
+        self._sync()
+        t1 = time.perf_counter()
+        heads = self.backend.run(x)
+        self._sync()
+        t2 = time.perf_counter()
+        batch = panoptic_deeplab_postprocess(heads["semantic"], heads["center"], heads["offset"],
+                                             input_size=self.input_size, cfg=self.postprocess)
+        ids = batch.id_map.cpu().numpy()
+        conf = batch.confidence.cpu().numpy()
+        t3 = time.perf_counter()
+        results = [self._at_image_size(ids[i], conf[i], img.shape[:2]) for i, img in enumerate(images)]
+        t4 = time.perf_counter()
+        self.last_timings = dict(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)))
+        return results
+
+    def _at_image_size(self, ids: np.ndarray, conf: np.ndarray, size: tuple[int, int]) -> PanopticResult:
+        # Ids are resized as ids (nearest); interpolating them would invent segments at borders.
+        return PanopticResult(
+            id_map=resize_nearest(ids, size),
+            confidence=resize_nearest(conf, size) if self.keep_confidence else None,
+            segments=segments_of(ids, conf, size=size),
+            semantic_map=resize_nearest(semantic_of(ids), size),
+        )
+
+    def describe(self) -> str:
+        ih, iw = self.input_size
+        return (f"{self.info.name} ({self.info.path.name}) on {self.backend.name} ({self.device}), "
+                f"input {ih}x{iw}")
