@@ -126,21 +126,26 @@ def resolve(backend: str, device: str = "cpu") -> str:
 
 
 def make_backend(info: ModelInfo, backend: str = "auto", device: str = "cpu", *, fp16: bool = False,
-                 threads: int | None = None, **tensorrt_options):
-    """A backend for the model file ``info`` describes. A checkpoint serves every backend (ONNX
-    Runtime and TensorRT get an ONNX export of it, made once and cached: ``onnx_for``); an
-    ONNX file serves onnxruntime and tensorrt."""
+                 threads: int | None = None, input_size: tuple[int, int] | None = None, **tensorrt_options):
+    """A backend for the model file ``info`` describes, running the network at ``input_size``
+    (default: the size the model was trained or exported at). A checkpoint serves every
+    backend (ONNX Runtime and TensorRT get an ONNX export of it, made once and cached:
+    ``onnx_for``); an ONNX file serves onnxruntime and tensorrt at its own size."""
     name = resolve(backend, device)
+    size = tuple(input_size) if input_size else info.input_size
     if name == "torch":
         if info.kind != "checkpoint":
             raise UsageError(f"the torch backend needs the checkpoint (.pt), not {info.path}")
         from pisr_ros.models.spec import load_checkpoint
 
         model, _ = load_checkpoint(info.path)
-        return TorchBackend(model, info.input_size, device, fp16=fp16, threads=threads)
-    onnx_path = info.path if info.kind == "onnx" else onnx_for(info)
+        return TorchBackend(model, size, device, fp16=fp16, threads=threads)
+    if info.kind == "onnx" and size != info.input_size:
+        raise UsageError(f"{info.path} was exported for {info.input_size[0]}x{info.input_size[1]} input; "
+                         f"export the checkpoint at {size[0]}x{size[1]} (pisr-ros export --size) or keep its size")
+    onnx_path = info.path if info.kind == "onnx" else onnx_for(info, size)
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(onnx_path, info.input_size, device, threads=threads)
+        return OnnxRuntimeBackend(onnx_path, size, device, threads=threads)
     from pisr_ros.inference.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(onnx_path, device=device, fp16=fp16, **tensorrt_options)

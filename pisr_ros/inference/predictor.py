@@ -67,12 +67,15 @@ class Predictor:
 
     @classmethod
     def from_file(cls, model: str, backend: str = "auto", device: str = "cpu", *, fp16: bool = False,
-                  threads: int | None = None, postprocess: PostprocessConfig | None = None,
-                  keep_confidence: bool = True, profile: bool = False, **tensorrt_options) -> Predictor:
+                  threads: int | None = None, input_size: tuple[int, int] | None = None,
+                  postprocess: PostprocessConfig | None = None, keep_confidence: bool = True,
+                  profile: bool = False, **tensorrt_options) -> Predictor:
         """A Predictor for a checkpoint (.pt) or an exported ONNX file; ``backend`` is auto,
-        torch, onnxruntime or tensorrt (see pisr_ros.inference.backends)."""
+        torch, onnxruntime or tensorrt (see pisr_ros.inference.backends); ``input_size`` (H, W)
+        the network runs at, default the model's own."""
         info = read_model_info(model)
-        engine = make_backend(info, backend, device, fp16=fp16, threads=threads, **tensorrt_options)
+        engine = make_backend(info, backend, device, fp16=fp16, threads=threads, input_size=input_size,
+                              **tensorrt_options)
         return cls(engine, info, postprocess, keep_confidence, profile)
 
     def with_postprocess(self, **changes) -> None:

@@ -1,0 +1,92 @@
+"""What panoptic_node reports on /diagnostics: rates, latency percentiles and counters."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+
+class NodeStats:
+    """Thread-safe counters and sliding windows (the last ``window`` seconds) for one node."""
+
+    def __init__(self, window: float = 5.0):
+        self.window = window
+        self._lock = threading.Lock()
+        self._inputs: deque[float] = deque()
+        self._outputs: deque[tuple[float, float]] = deque()  # (time, latency s)
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0  # superseded by a newer frame before inference took them
+        self.rejected: Counter[str] = Counter()  # malformed, by reason
+        self.failed = 0  # inference errors
+        self.overlays = 0  # overlays computed (only while somebody subscribes)
+
+    def _trim(self, now: float) -> None:
+        while self._inputs and self._inputs[0] < now - self.window:
+            self._inputs.popleft()
+        while self._outputs and self._outputs[0][0] < now - self.window:
+            self._outputs.popleft()
+
+    def frame_in(self) -> None:
+        with self._lock:
+            self.received += 1
+            self._inputs.append(time.monotonic())
+
+    def frame_out(self, latency: float) -> None:
+        with self._lock:
+            self.processed += 1
+            self._outputs.append((time.monotonic(), latency))
+
+    def drop(self) -> None:
+        with self._lock:
+            self.dropped += 1
+
+    def reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+
+    def overlay(self) -> None:
+        with self._lock:
+            self.overlays += 1
+
+    def fail(self) -> None:
+        with self._lock:
+            self.failed += 1
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            now = time.monotonic()
+            self._trim(now)
+            latencies = [lat for _, lat in self._outputs]
+            span = min(self.window, max(now - (self._inputs[0] if self._inputs else now), 1e-9))
+            out_span = min(self.window, max(now - (self._outputs[0][0] if self._outputs else now), 1e-9))
+            return {
+                "input_rate_hz": len(self._inputs) / span if len(self._inputs) > 1 else 0.0,
+                "output_rate_hz": len(self._outputs) / out_span if len(self._outputs) > 1 else 0.0,
+                "latency_p50_ms": float(np.percentile(latencies, 50) * 1e3) if latencies else float("nan"),
+                "latency_p90_ms": float(np.percentile(latencies, 90) * 1e3) if latencies else float("nan"),
+                "received": self.received,
+                "processed": self.processed,
+                "dropped_frames": self.dropped,
+                "rejected_messages": sum(self.rejected.values()),
+                "rejected_by_reason": dict(self.rejected),
+                "inference_errors": self.failed,
+                "overlays_published": self.overlays,
+            }
+
+
+def status(name: str, snap: dict, extra: dict[str, str]) -> DiagnosticStatus:
+    """One DiagnosticStatus: WARN while messages are being rejected or inference fails."""
+    level = DiagnosticStatus.OK
+    message = f"{snap['output_rate_hz']:.1f} Hz out, p50 latency {snap['latency_p50_ms']:.0f} ms"
+    if snap["rejected_messages"] or snap["inference_errors"]:
+        level = DiagnosticStatus.WARN
+        message += f"; {snap['rejected_messages']} messages rejected, {snap['inference_errors']} inference errors"
+    values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+              for k, v in snap.items() if k != "rejected_by_reason"]
+    values += [KeyValue(key=f"rejected_{reason}", value=str(n)) for reason, n in sorted(snap["rejected_by_reason"].items())]
+    values += [KeyValue(key=k, value=v) for k, v in extra.items()]
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id="", values=values)

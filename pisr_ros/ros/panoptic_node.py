@@ -1,0 +1,282 @@
+"""panoptic_node: camera images in, panoptic labels, instances and an overlay out.
+
+    source env.sh && panoptic_node --ros-args -r __ns:=/front --params-file config/panoptic.yaml
+    ros2 run pisr_ros panoptic_node --ros-args -r __ns:=/front        (on a ROS 2 system)
+
+In the camera's namespace it subscribes ``image_raw`` (sensor_msgs/Image) or
+``image_raw/compressed`` (parameter ``input_transport``) and publishes ``panoptic/labels``
+(32SC1, trainId*1000+k, -1 void), ``panoptic/semantic`` (mono8 trainIds of the same segments,
+255 void), ``panoptic/instances``, ``panoptic/overlay`` (only while subscribed),
+``panoptic/label_info`` (transient local, once) and ``/diagnostics``. Every output carries the
+input's header unchanged.
+
+The node is a thin shell around ``pisr_ros.inference.Predictor``. Latest frame wins: the
+subscription only keeps the newest message; an inference thread takes it when free, so a
+frame that a newer one replaces before inference starts is dropped and counted, never queued.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import rclpy
+import rclpy.exceptions
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from pisr_ros.errors import UsageError
+from pisr_ros.msg import PanopticInstanceArray, PanopticLabelInfo
+from pisr_ros.overlay import overlay
+from pisr_ros.ros.diagnostics import NodeStats, status
+from pisr_ros.ros.image_codec import (MalformedImage, array_to_image, check_compressed_msg, check_image_msg,
+                                      compressed_to_array, image_to_array)
+from pisr_ros.ros.messages import instance_array_msg, label_info_msg
+from pisr_ros.ros.panoptic_params import PARAMS, problem
+
+LOG_THROTTLE_S = 5.0
+# Outputs are reliable so that recorders and replay evaluation see every frame; a few frames of
+# history cover a subscriber that is briefly slower than the node.
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=3, reliability=ReliabilityPolicy.RELIABLE)
+INPUT_DEPTH = 4
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class StartError(Exception):
+    """A parameter or model problem that stops the node from starting; the message says why."""
+
+
+def model_search_path() -> list[Path]:
+    """Where a relative ``model`` is looked for after the current directory."""
+    dirs = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            dirs.append(Path(get_package_share_directory("pisr_ros")) / "models")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    dirs.append(Path(__file__).resolve().parents[2] / "models")  # the source tree
+    return dirs
+
+
+def resolve_model(name: str) -> Path:
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.exists():
+        candidates = [path]
+    else:
+        candidates = [path] + [d / name for d in model_search_path()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    hint = (f"make it with `pisr-ros export --model CHECKPOINT.pt --out {name} --size HxW`" if path.suffix == ".onnx"
+            else "train one with `pisr-ros train` or use the shipped pd_light_base_synth.pt")
+    raise StartError(f"model {name!r} not found (looked at: {looked}); {hint}")
+
+
+class PanopticNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("panoptic_node", **kwargs)
+        self.stats = NodeStats()
+        try:
+            for p in PARAMS:
+                self.declare_parameter(p.name, p.default, p.descriptor())
+        except (rclpy.exceptions.InvalidParameterTypeException,
+                rclpy.exceptions.InvalidParameterValueException) as exc:
+            # A params file with a wrong type or a value outside the declared range.
+            raise StartError(f"invalid parameter: {exc}") from exc
+        values = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+        problems = [msg for name, value in values.items() if (msg := problem(name, value))]
+        if problems:
+            raise StartError("invalid parameters: " + "; ".join(problems))
+        self.params = values
+        self.predictor = self._load_predictor(values)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.pub_labels = self.create_publisher(Image, "panoptic/labels", OUTPUT_QOS)
+        self.pub_semantic = self.create_publisher(Image, "panoptic/semantic", OUTPUT_QOS)
+        self.pub_instances = self.create_publisher(PanopticInstanceArray, "panoptic/instances", OUTPUT_QOS)
+        self.pub_overlay = self.create_publisher(Image, "panoptic/overlay", OUTPUT_QOS)
+        self.pub_label_info = self.create_publisher(PanopticLabelInfo, "panoptic/label_info", LATCHED_QOS)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_label_info.publish(label_info_msg(Header(stamp=self.get_clock().now().to_msg(), frame_id="")))
+
+        reliability = (ReliabilityPolicy.RELIABLE if values["reliability"] == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        # A few messages of middleware history: arrivals are taken at once by a cheap callback,
+        # which counts what it replaces (or rejects) before it is lost; with depth 1 the
+        # middleware would drop frames where the node cannot count them. No backlog forms:
+        # the node itself keeps only the newest frame.
+        input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=INPUT_DEPTH, reliability=reliability)
+        if values["input_transport"] == "compressed":
+            self.sub = self.create_subscription(CompressedImage, "image_raw/compressed", self._on_compressed, input_qos)
+        else:
+            self.sub = self.create_subscription(Image, "image_raw", self._on_image, input_qos)
+
+        self._lock = threading.Lock()
+        self._pending = None  # (message, arrival monotonic time)
+        self._wake = threading.Event()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="panoptic_inference", daemon=True)
+        self._worker.start()
+        self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
+        self.get_logger().info(f"serving {self.predictor.describe()} on {self.sub.topic_name}")
+
+    # ------------------------------------------------------------------------ set-up
+    def _postprocess_changes(self, values: dict) -> dict:
+        changes = {"center_threshold": float(values["center_threshold"]), "top_k": int(values["top_k"]),
+                   "stuff_area": int(values["stuff_area"])}
+        if values["nms_kernel"]:
+            changes["nms_kernel"] = int(values["nms_kernel"])
+        return changes
+
+    def _load_predictor(self, values: dict):
+        from pisr_ros.inference.predictor import Predictor, default_postprocess
+
+        path = resolve_model(values["model"])
+        size = tuple(values["input_size"]) if list(values["input_size"]) != [0, 0] else None
+        try:
+            predictor = Predictor.from_file(str(path), backend=values["backend"], device=values["device"],
+                                            threads=values["threads"] or None, input_size=size,
+                                            keep_confidence=False)
+        except UsageError as exc:
+            raise StartError(str(exc)) from exc
+        self._default_postprocess = default_postprocess(values["device"])
+        predictor.postprocess = self._default_postprocess
+        predictor.with_postprocess(**self._postprocess_changes(values))
+        return predictor
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        reasons = [msg for p in params if (msg := problem(p.name, p.value))]
+        if reasons:
+            return SetParametersResult(successful=False, reason="; ".join(reasons))
+        values = dict(self.params, **{p.name: p.value for p in params})
+        # A fresh config object from the defaults: the inference thread reads it atomically.
+        self.predictor.postprocess = self._default_postprocess
+        self.predictor.with_postprocess(**self._postprocess_changes(values))
+        self.params = values
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------ input
+    def _reject(self, exc: MalformedImage, msg) -> None:
+        self.stats.reject(exc.reason)
+        frame = getattr(msg.header, "frame_id", "")
+        self.get_logger().warning(f"rejected a message (frame_id {frame!r}): {exc}",
+                                  throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _offer(self, msg) -> None:
+        self.stats.frame_in()
+        with self._lock:
+            if self._pending is not None:
+                self.stats.drop()
+            self._pending = msg
+        self._wake.set()
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            check_image_msg(msg, self.params["max_image_pixels"])
+        except MalformedImage as exc:
+            self._reject(exc, msg)
+            return
+        self._offer(msg)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        try:
+            check_compressed_msg(msg)
+        except MalformedImage as exc:
+            self._reject(exc, msg)
+            return
+        self._offer(msg)
+
+    # ------------------------------------------------------------------------ inference
+    def _work(self) -> None:
+        while self._running:
+            self._wake.wait(timeout=0.5)
+            with self._lock:
+                msg, self._pending = self._pending, None
+                self._wake.clear()
+            if msg is None:
+                continue
+            try:
+                self._process(msg)
+            except MalformedImage as exc:
+                self._reject(exc, msg)
+            except Exception as exc:  # the node must outlive any one frame
+                self.stats.fail()
+                self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _process(self, msg) -> None:
+        max_pixels = self.params["max_image_pixels"]
+        if isinstance(msg, CompressedImage):
+            image, order = compressed_to_array(msg, max_pixels)
+        else:
+            image, order = image_to_array(msg, max_pixels)
+        result = self.predictor(image, order)
+        header = msg.header
+        h, w = image.shape[:2]
+        self.pub_labels.publish(array_to_image(result.id_map, "32SC1", header))
+        self.pub_semantic.publish(array_to_image(result.semantic, "mono8", header))
+        self.pub_instances.publish(instance_array_msg(result.segments, header, h, w))
+        if self.pub_overlay.get_subscription_count() > 0:
+            bgr = image if order == "bgr" else np.ascontiguousarray(image[..., ::-1])
+            picture = overlay(bgr, result.semantic, result.id_map, self.params["overlay_alpha"])
+            self.pub_overlay.publish(array_to_image(picture, "bgr8", header))
+            self.stats.overlay()
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        now = self.get_clock().now().nanoseconds * 1e-9
+        self.stats.frame_out(max(0.0, now - stamp))
+
+    # ------------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        snap = self.stats.snapshot()
+        extra = {"backend": self.predictor.backend.name, "device": str(self.predictor.device),
+                 "model": str(self.predictor.info.path), "input_topic": self.sub.topic_name,
+                 "network_input": "x".join(map(str, self.predictor.input_size))}
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status(f"{self.get_fully_qualified_name()}: panoptic segmentation", snap, extra)]
+        self.pub_diagnostics.publish(array)
+
+    def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+        self._worker.join(timeout=5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = PanopticNode()
+    except StartError as exc:
+        # rclpy's logger is not set up for a node that failed to exist; stderr is what launch shows.
+        print(f"[panoptic_node] cannot start: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
