@@ -23,6 +23,9 @@ from pisr_ros.models.panoptic_deeplab import OUTPUT_STRIDE
 from pisr_ros.taxonomy import NUM_CLASSES
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# Not a way to serve a model: heads of an empty street (road everywhere, no centers) at no
+# cost, so that benchmarks can measure everything around the network.
+NOOP = "noop"
 
 
 class TorchBackend:
@@ -87,6 +90,23 @@ class OnnxRuntimeBackend:
         return outs
 
 
+class NoopBackend:
+    name = NOOP
+
+    def __init__(self, input_size: tuple[int, int], device: str = "cpu"):
+        self.device = torch.device(device)
+        self.input_size = tuple(input_size)
+        h, w = (-(-v // OUTPUT_STRIDE) for v in self.input_size)
+        semantic = torch.zeros(1, NUM_CLASSES, h, w, device=self.device)
+        semantic[:, 0] = 1.0  # road
+        self._heads = {"semantic": semantic, "center": torch.zeros(1, 1, h, w, device=self.device),
+                       "offset": torch.zeros(1, 2, h, w, device=self.device)}
+
+    def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        n = images.shape[0]
+        return {k: v.expand(n, -1, -1, -1) for k, v in self._heads.items()}
+
+
 def tensorrt_available() -> bool:
     return importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 
@@ -114,6 +134,8 @@ def resolve(backend: str, device: str = "cpu") -> str:
     """``auto`` -> the fastest available backend on ``device``; others are checked to exist."""
     if backend == "auto":
         return available(device)[0]
+    if backend == NOOP:
+        return NOOP
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
     if backend not in available(device):
@@ -133,6 +155,8 @@ def make_backend(info: ModelInfo, backend: str = "auto", device: str = "cpu", *,
     ``onnx_for``); an ONNX file serves onnxruntime and tensorrt at its own size."""
     name = resolve(backend, device)
     size = tuple(input_size) if input_size else info.input_size
+    if name == NOOP:
+        return NoopBackend(size, device)
     if name == "torch":
         if info.kind != "checkpoint":
             raise UsageError(f"the torch backend needs the checkpoint (.pt), not {info.path}")

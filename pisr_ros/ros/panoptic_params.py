@@ -11,7 +11,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from pisr_ros.inference.backends import BACKENDS
+from pisr_ros.inference.backends import BACKENDS, NOOP
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ PARAMS: tuple[Param, ...] = (
     Param("model", "pd_light_base_synth.pt",
           "Checkpoint (.pt) or exported ONNX (.onnx); relative paths are looked up in the current "
           "directory, then in the package's models/."),
-    Param("backend", "auto", "Inference backend; auto picks the fastest available.", choices=("auto", *BACKENDS)),
+    Param("backend", "auto", "Inference backend; auto picks the fastest available; noop runs no network "
+          "(benchmarks of the node's own overhead).", choices=("auto", *BACKENDS, NOOP)),
     Param("device", "cpu", "cpu, cuda or cuda:N."),
     Param("input_size", [0, 0], "Network input [H, W] in pixels (multiples of 32); [0, 0] = the model's own."),
     Param("threads", 0, "CPU threads for the network; 0 = all cores.", range=(0, 256)),

@@ -1,6 +1,7 @@
 """panoptic_node as users run it: its own process, the shipped model, real DDS on loopback."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -331,3 +332,15 @@ def test_bad_start_parameters_fail_with_the_reason(params, message):
         args += ["-p", p]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_bench_node_reports_what_it_measured(tmp_path):
+    """`pisr-ros bench-node` end to end (no network: --backend noop), briefly."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "pisr_ros.cli", "bench-node", "--backend", "noop", "--size", "240x320",
+                           "--rate", "10", "--seconds", "2", "--warmup", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())["results"]
+    assert results["frames_sent"] >= 15 and results["frames_answered"] > 0
+    assert results["latency_ms"]["median"] > 0 and results["output_fps"] > 0

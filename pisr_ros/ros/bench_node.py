@@ -1,0 +1,167 @@
+"""``pisr-ros bench-node``: panoptic_node end to end, the node in its own process.
+
+This process publishes camera frames at a fixed rate and records the labels coming back; the
+node runs as users run it (``panoptic_node`` with the package's params file). Reported: output
+frames/s, latency from the frame's stamp to the labels' arrival here (median, p90), the node's
+own stamp-to-publish latency and drop count from its /diagnostics. With ``--backend noop``
+(no network) what remains is the node's overhead: decode, resize back, segments, publish.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from pisr_ros.errors import UsageError
+
+_EPILOG = """\
+examples:
+  pisr-ros bench-node --model pd_light_base_synth.pt --size 1024x2048 --rate 30 --seconds 20
+  pisr-ros bench-node --backend noop --size 1024x2048 --rate 30 --seconds 20   # the node's overhead
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EPILOG
+    parser.add_argument("--model", default="pd_light_base_synth.pt", help="the node's model parameter")
+    parser.add_argument("--backend", default="auto", help="the node's backend parameter (noop: no network)")
+    parser.add_argument("--size", default="1024x2048", metavar="HxW", help="camera frame size (default: 1024x2048)")
+    parser.add_argument("--rate", type=float, default=30.0, metavar="HZ", help="camera rate (default: 30)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds (default: 20)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds sent before measuring (default: 5)")
+    parser.add_argument("--transport", choices=("raw", "compressed"), default="raw")
+    parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort",
+                        help="QoS of the camera publisher and the node's subscription (default: best_effort)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    import cv2
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header
+
+    from pisr_ros.data.synth import render_scene
+    from pisr_ros.inference.predict_cli import parse_size
+    from pisr_ros.ros.image_codec import array_to_image
+
+    size = parse_size(args.size, "--size")
+    if args.rate <= 0 or args.seconds <= 0:
+        raise UsageError("--rate and --seconds must be positive")
+    ns = f"/bench_{uuid.uuid4().hex[:6]}"
+    repo = Path(__file__).resolve().parents[2]
+    node_cmd = [sys.executable, "-m", "pisr_ros.ros.panoptic_node", "--ros-args", "-r", f"__ns:={ns}",
+                "--params-file", str(repo / "config" / "panoptic.yaml"), "-p", f"model:={args.model}",
+                "-p", f"backend:={args.backend}", "-p", f"input_transport:={args.transport}",
+                "-p", f"reliability:={args.reliability}"]
+    node = subprocess.Popen(node_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    ros = rclpy.create_node("bench_node_client")
+    arrivals: dict[tuple[int, int], float] = {}
+    diagnostics: list[dict] = []
+
+    def on_labels(msg):
+        arrivals[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = ros.get_clock().now().nanoseconds * 1e-9
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name.startswith(f"{ns}/panoptic_node"):
+                diagnostics.append({kv.key: kv.value for kv in st.values})
+
+    camera_qos = qos_profile_sensor_data if args.reliability == "best_effort" else QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    ros.create_subscription(Image, f"{ns}/panoptic/labels", on_labels, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    ros.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    frames = [np.ascontiguousarray(render_scene(11, "val", i, size)[0][..., ::-1]) for i in range(4)]
+    if args.transport == "compressed":
+        pub = ros.create_publisher(CompressedImage, f"{ns}/image_raw/compressed", camera_qos)
+        payloads = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+    else:
+        pub = ros.create_publisher(Image, f"{ns}/image_raw", camera_qos)
+
+    def publish(i: int) -> tuple[int, int]:
+        """Frame i (cycling) stamped now; its stamp."""
+        header = Header(frame_id="camera_optical_frame")
+        header.stamp = ros.get_clock().now().to_msg()
+        if args.transport == "compressed":
+            msg = CompressedImage(header=header, format="jpeg")
+            msg.data = payloads[i % len(payloads)]
+        else:
+            msg = array_to_image(frames[i % len(frames)], "bgr8", header)
+        pub.publish(msg)
+        return header.stamp.sec, header.stamp.nanosec
+    try:
+        # Wait until the node answers (model loading, discovery).
+        deadline = time.monotonic() + 120
+        while not arrivals:
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise UsageError(f"panoptic_node did not come up:\n{node.stdout.read() if node.poll() is not None else ''}")
+            publish(0)
+            rclpy.spin_once(ros, timeout_sec=0.5)
+        sent: list[tuple[tuple[int, int], float]] = []
+        period = 1.0 / args.rate
+        start = time.monotonic()
+        measure_from = start + args.warmup
+        end = measure_from + args.seconds
+        next_t = start
+        i = 0
+        diag_start = None
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_t:
+                stamp = publish(i)
+                if now >= measure_from:
+                    if diag_start is None:
+                        diag_start = dict(diagnostics[-1]) if diagnostics else {}
+                    sent.append((stamp, now))
+                i += 1
+                next_t += period
+            rclpy.spin_once(ros, timeout_sec=max(0.0, min(next_t - time.monotonic(), 0.01)))
+        settle = time.monotonic() + 3.0
+        while time.monotonic() < settle:
+            rclpy.spin_once(ros, timeout_sec=0.05)
+        diag_end = dict(diagnostics[-1]) if diagnostics else {}
+    finally:
+        node.terminate()
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        ros.destroy_node()
+        rclpy.try_shutdown()
+
+    latencies = [arrivals[s] - (s[0] + s[1] * 1e-9) for s, _ in sent if s in arrivals]
+    answered = len(latencies)
+    results = {
+        "frames_sent": len(sent), "frames_answered": answered,
+        "output_fps": answered / args.seconds,
+        "latency_ms": {"median": float(np.median(latencies) * 1e3) if latencies else None,
+                       "p90": float(np.percentile(latencies, 90) * 1e3) if latencies else None},
+        "node_latency_ms": {"p50": float(diag_end.get("latency_p50_ms", "nan")),
+                            "p90": float(diag_end.get("latency_p90_ms", "nan"))},
+        "node_dropped": int(diag_end.get("dropped_frames", 0)) - int((diag_start or {}).get("dropped_frames", 0)),
+    }
+    meta = {"date": time.strftime("%Y-%m-%d"), "size": list(size), "rate_hz": args.rate, "seconds": args.seconds,
+            "backend": diag_end.get("backend", args.backend), "model": diag_end.get("model", args.model),
+            "transport": args.transport, "reliability": args.reliability, "cpus": os.cpu_count()}
+    lat = results["latency_ms"]
+    print(f"{meta['backend']} {args.model} {size[0]}x{size[1]} {args.transport} at {args.rate:g} Hz for "
+          f"{args.seconds:g} s: {results['output_fps']:.1f} frames/s out ({answered}/{len(sent)} answered, "
+          f"{results['node_dropped']} dropped by the node); latency stamp->labels here median "
+          f"{lat['median'] or float('nan'):.1f} ms, p90 {lat['p90'] or float('nan'):.1f} ms; node stamp->publish "
+          f"p50 {results['node_latency_ms']['p50']:.1f} ms, p90 {results['node_latency_ms']['p90']:.1f} ms")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    return 0
+
