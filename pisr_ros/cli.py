@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pisr_ros.inference.export_cli", "export a checkpoint's network to ONNX, checked against PyTorch"),
     "build-engine": ("pisr_ros.inference.build_engine_cli", "build (or reuse) a cached TensorRT engine from an ONNX file"),
     "bench": ("pisr_ros.inference.bench_cli", "per-stage latency of the Predictor on several backends, side by side"),
+    "make-bag": ("pisr_ros.evaluation.make_bag_cli", "write images (e.g. a Cityscapes split) to a rosbag2 bag of camera frames, with the stamp -> image id map"),
+    "replay-eval": ("pisr_ros.evaluation.replay_eval_cli", "replay a bag through the model (offline) or the panoptic node (live) and score it against Cityscapes labels"),
     "bench-node": ("pisr_ros.ros.bench_node", "panoptic_node end to end in its own process: frames/s, latency, drops"),
 }
 
