@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="live: playback speed, a factor of the recorded rate, or max (default: 1.0); "
                              "offline plays every frame as fast as the model takes them")
     parser.add_argument("--out", default="out/replay_eval", metavar="DIR", help="report folder (default: out/replay_eval)")
+    parser.add_argument("--overlays", type=int, default=0, metavar="N",
+                        help="live: also save the node's first N overlays in --out/overlays (default: 0)")
     parser.add_argument("--examples", type=int, default=3, metavar="N",
                         help="image | ground truth | prediction pictures (default: 3)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
@@ -135,11 +137,14 @@ def run_live(args: argparse.Namespace, topic: str, msgtype: str, count: int) -> 
     elif args.model != DEFAULT_MODEL:
         raise UsageError("--attach uses the running node's model; leave out --model")
     return play(args.bag, topic, msgtype, args.camera, rate=parse_rate(args.rate), attach=args.attach,
-                node_params=params, total=count)
+                node_params=params, total=count, overlays=args.overlays,
+                overlays_dir=Path(args.out) / "overlays")
 
 
 def main(args: argparse.Namespace) -> int:
     rate = parse_rate(args.rate)
+    if args.overlays < 0 or (args.overlays and not args.live):
+        raise UsageError("--overlays N (N >= 0) is for --live: the overlays are the node's")
     if args.examples < 0:
         raise UsageError(f"--examples must be >= 0, got {args.examples}")
     if args.workers is not None and args.workers < 1:

@@ -52,11 +52,13 @@ class _NodeProcess:
 
 def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, attach: bool = False,
              node_params: dict[str, str] | None = None, total: int | None = None,
-             progress: bool = True) -> ReplayOutput:
+             overlays_dir: str | Path | None = None, overlays: int = 0, progress: bool = True) -> ReplayOutput:
     """Play ``topic`` of ``bag`` to panoptic_node in ``camera``'s namespace and record its labels.
 
     ``rate``: playback speed as a factor of the recorded rate, or None for as fast as the node
     takes frames (the next is sent when the previous result is back, so none is dropped).
+    ``overlays``: also subscribe the node's overlay and save the first that many as PNGs in
+    ``overlays_dir`` (the node draws overlays only while somebody subscribes, at some cost).
     """
     import rclpy
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -98,6 +100,20 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
         received[stamp] = (path, now - sent_at[stamp])
 
     ros.create_subscription(Image, f"{ns}/panoptic/labels", on_labels, reliable)
+    if overlays > 0:
+        import cv2
+
+        Path(overlays_dir).mkdir(parents=True, exist_ok=True)
+        saved: list[int] = []
+
+        def on_overlay(msg: Image) -> None:
+            if len(saved) < overlays and msg.encoding == "bgr8":
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                picture = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
+                cv2.imwrite(str(Path(overlays_dir) / f"overlay_{stamp}.png"), picture.reshape(msg.height, msg.width, 3))
+                saved.append(stamp)
+
+        ros.create_subscription(Image, f"{ns}/panoptic/overlay", on_overlay, reliable)
     ros.create_subscription(PanopticLabelInfo, f"{ns}/panoptic/label_info", ready.append, latched)
     pub = ros.create_publisher(CompressedImage if compressed else Image, topic,
                                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,

@@ -23,7 +23,7 @@ def bag(tmp_path_factory):
 def test_live_replay_scores_what_offline_scores(bag):
     root, data, bag_path = bag
     common = ["--bag", str(bag_path), "--gt", str(data), "--camera", "/front", "--examples", "1"]
-    assert cli.main(["replay-eval", "--live", "--rate", "max", "--out", str(root / "live"), *common]) == 0
+    assert cli.main(["replay-eval", "--live", "--rate", "max", "--overlays", "2", "--out", str(root / "live"), *common]) == 0
     assert cli.main(["replay-eval", "--offline", "--out", str(root / "offline"), *common]) == 0
     live = json.loads((root / "live" / "metrics.json").read_text())
     offline = json.loads((root / "offline" / "metrics.json").read_text())
@@ -35,6 +35,7 @@ def test_live_replay_scores_what_offline_scores(bag):
     assert live["semantic"]["averageScoreClasses"] == pytest.approx(offline["semantic"]["averageScoreClasses"], abs=1e-12)
     assert live["latency"]["n"] == 3 and live["latency"]["p50_s"] > 0
     assert (root / "live" / "report.md").is_file()
+    assert len(list((root / "live" / "overlays").glob("overlay_*.png"))) == 2
 
 
 def test_attach_without_a_running_node_says_so(bag, capsys):

@@ -1,0 +1,300 @@
+"""occupancy_grid_node: a semantic occupancy grid from panoptic label images (camera-only, flat ground).
+
+Subscribes (relative names, so the node lives in the camera's namespace):
+  panoptic/semantic  sensor_msgs/Image, mono8 trainIds (255 void)
+  camera_info        sensor_msgs/CameraInfo of the camera the labels come from
+  odom               nav_msgs/Odometry, only with use_odom: true
+Publishes:
+  panoptic/grid           nav_msgs/OccupancyGrid: 0..100, -1 unknown; identity orientation,
+                          info.origin at the outer corner of cell (0, 0)
+  panoptic/semantic_grid  sensor_msgs/Image mono8 of the same cells: pixel (row i, column j) is
+                          grid cell i * width + j, i.e. row i along +y and column j along +x of
+                          the grid frame; the argmax trainId, 255 unknown
+Both carry the label image's stamp; frame_id is base_frame, or the odometry frame with use_odom.
+Parameters: config/occupancy_grid.yaml (see docs/occupancy_grid.md); the library does the work
+(pisr_ros.grid), this node only converts messages and keeps counts.
+"""
+from __future__ import annotations
+
+import array
+import bisect
+import math
+import sys
+from collections import Counter, deque
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import OccupancyGrid, Odometry
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
+from sensor_msgs.msg import CameraInfo, Image
+
+from pisr_ros.grid.camera import CameraModel
+from pisr_ros.grid.config import PARAMETERS, GridConfig, config_from_params
+from pisr_ros.grid.pipeline import GridBuilder, GridFrame, Pose2D
+
+NODE_NAME = "occupancy_grid"
+# Latest frame wins: a best-effort subscription (matches reliable and best-effort publishers)
+# that keeps one message, so a slow grid update never works through a backlog.
+SENSOR_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+ODOM_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+OUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+LABEL_ENCODINGS = ("mono8", "8UC1")
+# Label and camera_info sizes whose scale factors differ by less than this share one aspect ratio.
+ASPECT_TOLERANCE = 0.01
+LOG_EVERY_S = 5.0
+READ_ONLY = ("use_odom", "base_frame")  # they decide subscriptions and frames: set them at start
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _yaw(q) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+class OdometryBuffer:
+    """Recent robot poses by stamp, so a label image (which lags its odometry) gets its own pose."""
+
+    def __init__(self, span: int = 400):
+        self._t: deque[float] = deque(maxlen=span)
+        self._pose: deque[Pose2D] = deque(maxlen=span)
+        self.frame_id = "odom"
+
+    def add(self, msg: Odometry) -> None:
+        t = _stamp_s(msg.header.stamp)
+        if self._t and t < self._t[-1]:  # time went back (a bag restarted): start over
+            self._t.clear()
+            self._pose.clear()
+        p = msg.pose.pose
+        self._t.append(t)
+        self._pose.append(Pose2D(p.position.x, p.position.y, _yaw(p.orientation)))
+        self.frame_id = msg.header.frame_id or "odom"
+
+    def at(self, t: float, tolerance: float) -> Pose2D | None:
+        """The pose at ``t``: interpolated between the samples around it, else the nearest sample
+        within ``tolerance`` seconds, else None."""
+        if not self._t:
+            return None
+        times = list(self._t)
+        k = bisect.bisect_left(times, t)
+        if 0 < k < len(times):
+            t0, t1 = times[k - 1], times[k]
+            if t1 - t0 <= 2.0 * tolerance:
+                a, b = self._pose[k - 1], self._pose[k]
+                w = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+                dyaw = math.atan2(math.sin(b.yaw - a.yaw), math.cos(b.yaw - a.yaw))
+                return Pose2D(a.x + w * (b.x - a.x), a.y + w * (b.y - a.y), a.yaw + w * dyaw)
+        nearest = min(range(max(0, k - 1), min(len(times), k + 1)), key=lambda i: abs(times[i] - t))
+        return self._pose[nearest] if abs(times[nearest] - t) <= tolerance else None
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=spec.description, read_only=spec.name in READ_ONLY)
+    if spec.low is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    return d
+
+
+class OccupancyGridNode(Node):
+    """Raises ValueError (with the reason) when its parameters are invalid at start."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.config: GridConfig = config_from_params(self._parameter_values())
+        self.builder = GridBuilder(self.config)
+        #: What happened to the label images: frames, published, waiting, refused, malformed, ...
+        self.stats: Counter[str] = Counter()
+        self._info: CameraInfo | None = None
+        self._camera_key: tuple | None = None
+        self._camera: CameraModel | str | None = None  # the model, or why there is none
+        self._last_stamp: float | None = None
+        self._odom = OdometryBuffer()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.grid_pub = self.create_publisher(OccupancyGrid, "panoptic/grid", OUT_QOS)
+        self.semantic_pub = self.create_publisher(Image, "panoptic/semantic_grid", OUT_QOS)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        self.create_subscription(Image, "panoptic/semantic", self._on_labels, SENSOR_QOS)
+        if self.config["use_odom"]:
+            self.create_subscription(Odometry, "odom", self._odom.add, ODOM_QOS)
+        layout = self.config.layout()
+        self.get_logger().info(
+            f"grid {layout.width}x{layout.height} cells of {layout.resolution} m in "
+            f"{'odometry (window follows the robot)' if self.config['use_odom'] else self.config['base_frame']}; "
+            f"listening on {self.resolve_topic_name('panoptic/semantic')}")
+
+    # ------------------------------------------------------------------ parameters
+    def _parameter_values(self, overrides=()) -> dict:
+        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        values.update({p.name: p.value for p in overrides})
+        return values
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        try:
+            config = config_from_params(self._parameter_values(params))
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        # A new geometry or fusion setting starts a new grid: old cells would not mean the same.
+        self.config = config
+        self.builder = GridBuilder(config)
+        self._camera_key = None
+        self.get_logger().info(f"parameters changed ({', '.join(p.name for p in params)}); the grid starts over")
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ input
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._info = msg
+
+    def _refuse(self, what: str, reason: str) -> None:
+        self.stats[what] += 1
+        self.get_logger().warning(f"label image skipped ({what}, {self.stats[what]} so far): {reason}",
+                                  throttle_duration_sec=LOG_EVERY_S)
+
+    def _decode(self, msg: Image) -> np.ndarray | None:
+        """The label image as (H, W) uint8, or None (counted and logged) when the message is malformed."""
+        h, w, step = msg.height, msg.width, msg.step
+        if msg.encoding not in LABEL_ENCODINGS:
+            self._refuse("malformed", f"encoding {msg.encoding!r}; panoptic/semantic must be mono8 trainIds")
+            return None
+        if h == 0 or w == 0 or step < w or len(msg.data) < step * h:
+            self._refuse("malformed", f"{w}x{h} image with step {step} and {len(msg.data)} bytes of data")
+            return None
+        data = np.frombuffer(msg.data, np.uint8, count=step * h).reshape(h, step)
+        return data[:, :w] if step != w else data
+
+    def _camera_for(self, height: int, width: int) -> CameraModel | str:
+        """The camera model sized like the labels, or the reason there is none; cached."""
+        info = self._info
+        key = (tuple(info.k), tuple(info.d), info.distortion_model, info.width, info.height,
+               info.roi.width, info.roi.height, height, width)
+        if key == self._camera_key:
+            return self._camera
+        self._camera_key = key
+        try:
+            roi = info.roi
+            if roi.width and roi.height and (roi.width, roi.height) != (info.width, info.height):
+                raise ValueError(f"camera_info has a region of interest ({roi.width}x{roi.height}); "
+                                 "cropped images are not supported: publish labels of the full image")
+            camera = CameraModel(np.asarray(info.k), np.asarray(info.d), info.distortion_model,
+                                 info.width, info.height, self.config.pose)
+            if (width, height) != (camera.width, camera.height):
+                sx, sy = width / camera.width, height / camera.height
+                if abs(sx - sy) > ASPECT_TOLERANCE * max(sx, sy):
+                    raise ValueError(
+                        f"label image {width}x{height} and camera_info {camera.width}x{camera.height} differ in "
+                        "aspect ratio, so the labels cannot be a resized camera image; publish labels at the "
+                        "camera's resolution or a uniformly scaled one")
+                camera = camera.scaled(width, height)
+            self._camera = camera
+            if self.builder.set_camera(camera) and self.builder.lookup.empty:
+                self.get_logger().warning("no grid cell is in view of the camera: check camera.* (pose), "
+                                          "max_range and the grid's size and offset")
+        except ValueError as exc:
+            self._camera = str(exc)
+        return self._camera
+
+    def _on_labels(self, msg: Image) -> None:
+        self.stats["frames"] += 1
+        try:
+            self._handle(msg)
+        except Exception as exc:  # the node must not die on one bad frame; say what happened
+            self.stats["errors"] += 1
+            self.get_logger().error(f"label image skipped after an error ({self.stats['errors']} so far): {exc!r}",
+                                    throttle_duration_sec=LOG_EVERY_S)
+
+    def _handle(self, msg: Image) -> None:
+        labels = self._decode(msg)
+        if labels is None:
+            return
+        if self._info is None:
+            self.stats["waiting"] += 1
+            self.get_logger().info(f"waiting for {self.resolve_topic_name('camera_info')}: no grid until it arrives",
+                                   once=True)
+            return
+        camera = self._camera_for(*labels.shape)
+        if isinstance(camera, str):
+            self._refuse("refused", camera)
+            return
+        stamp = _stamp_s(msg.header.stamp)
+        pose = None
+        if self.config["use_odom"]:
+            pose = self._odom.at(stamp, self.config["odom_tolerance"])
+            if pose is None:
+                self._refuse("no_odometry", f"no odometry within {self.config['odom_tolerance']} s of the label "
+                             f"stamp {stamp:.3f} on {self.resolve_topic_name('odom')}")
+                return
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self.get_logger().warning("label stamps went back in time (a bag restarted?): the grid starts over")
+            self.builder.reset()
+        self._last_stamp = stamp
+        frame = self.builder.process(np.ascontiguousarray(labels), stamp, pose)
+        frame_id = self._odom.frame_id if self.config["use_odom"] else self.config["base_frame"]
+        self._publish(frame, msg.header.stamp, frame_id)
+        self.stats["published"] += 1
+
+    # ------------------------------------------------------------------ output
+    def _publish(self, frame: GridFrame, stamp, frame_id: str) -> None:
+        layout = frame.layout
+        grid = OccupancyGrid()
+        grid.header.stamp = stamp
+        grid.header.frame_id = frame_id
+        grid.info.map_load_time = stamp
+        grid.info.resolution = float(layout.resolution)
+        grid.info.width, grid.info.height = layout.width, layout.height
+        grid.info.origin.position.x = float(layout.origin_x)
+        grid.info.origin.position.y = float(layout.origin_y)
+        grid.info.origin.orientation.w = 1.0
+        grid.data = array.array("b", np.ascontiguousarray(frame.occupancy).tobytes())
+        self.grid_pub.publish(grid)
+
+        sem = Image()
+        sem.header = grid.header
+        sem.height, sem.width = layout.height, layout.width
+        sem.encoding, sem.is_bigendian, sem.step = "mono8", 0, layout.width
+        sem.data = np.ascontiguousarray(frame.semantic).tobytes()
+        self.semantic_pub.publish(sem)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the node until shut down; 2 when its parameters are refused at start."""
+    args = sys.argv if argv is None else [sys.argv[0], *argv]
+    # A context of its own (so that tests can call main() beside other nodes), with rclpy's signal
+    # handlers all the same: without them Ctrl-C cannot wake an executor blocked in rcl_wait.
+    context = rclpy.context.Context()
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
+    node = None
+    try:
+        try:
+            node = OccupancyGridNode(context=context)
+        except (ValueError, ParameterException) as exc:
+            rclpy.logging.get_logger(NODE_NAME).error(f"refusing to start: {exc}")
+            print(f"{NODE_NAME}: refusing to start: {exc}", file=sys.stderr)
+            return 2
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if context.ok():
+            rclpy.shutdown(context=context, uninstall_handlers=True)
+        else:
+            uninstall_signal_handlers()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
