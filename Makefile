@@ -9,7 +9,7 @@ PIP := PIP_NO_INPUT=1 $(PY) -m pip --disable-pip-version-check -q
 # The CPU build; an unpinned torch pulls the CUDA build and several GB with it.
 TORCH := torch==2.13.0
 # Tests over DDS stay on this machine and apart from other runs on it.
-TEST_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$$(( RANDOM % 100 + 100 ))
+DDS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$$(( RANDOM % 100 + 100 ))
 PYTEST_ARGS ?=
 
 .PHONY: help setup demo test test-unit test-ros clean
@@ -49,27 +49,20 @@ install/.stamp-msgs: $(VENV)/.stamp-python CMakeLists.txt package.xml $(wildcard
 	touch $@
 
 test: setup
-	source env.sh && $(TEST_ENV) python -m pytest $(PYTEST_ARGS)
+	source env.sh && $(DDS_ENV) python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	source env.sh && python -m pytest -m "not ros" $(PYTEST_ARGS)
 
 test-ros: setup
-	source env.sh && $(TEST_ENV) python -m pytest -m ros $(PYTEST_ARGS)
+	source env.sh && $(DDS_ENV) python -m pytest -m ros $(PYTEST_ARGS)
 
 clean:
 	rm -rf build install log
 
-# The main job on an embedded default. Today: synthetic val scenes -> the shipped CPU model
-# (PyTorch) -> PQ/SQ/RQ and mIoU. Later: the same scenes as a bag through the running node.
+# The main job on an embedded default: 20 synthetic scenes as a rosbag, played live through
+# panoptic_node (the shipped CPU model) and occupancy_grid_node, scored against their labels, and
+# the same bag offline as the reference. Report: out/demo/summary.md (pisr_ros/ros/demo.py).
 DEMO_MODEL := models/pd_light_base_synth.pt
 demo: setup
-	source env.sh && \
-	pisr-ros synth --out out/demo/data --split val --num 20 --size 1024x2048 --seed 2026 --overwrite \
-	  --contact-sheet out/demo/contact_sheet.png && \
-	pisr-ros predict --model $(DEMO_MODEL) --images out/demo/data/leftImg8bit/val --out out/demo/predictions && \
-	pisr-ros evaluate --gt-json out/demo/data/gtFine/cityscapes_panoptic_val.json \
-	  --pred-json out/demo/predictions/panoptic.json --pred-folder out/demo/predictions/panoptic \
-	  --gt-semantic out/demo/data/gtFine/val --pred-semantic out/demo/predictions/semantic \
-	  --json-out out/demo/results.json
-	@echo "out/demo/: scenes in data/, predictions in predictions/, scores in results.json"
+	source env.sh && $(DDS_ENV) python -m pisr_ros.ros.demo --out out/demo --model $(DEMO_MODEL)

@@ -13,4 +13,9 @@ COLCON_CURRENT_PREFIX="$_pisr_root/install" . "$_pisr_root/install/setup.sh"
 # The source tree must come before install/ so that its pisr_ros/__init__.py is the one used;
 # that file then adds install/'s pisr_ros (the generated msg/ package) to the package path.
 export PYTHONPATH="$_pisr_root${PYTHONPATH:+:$PYTHONPATH}"
+# Camera-sized messages between processes: a shared-memory segment that holds a whole frame
+# (see the file). A profile chosen by the user stays.
+if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
+  export FASTDDS_DEFAULT_PROFILES_FILE="$_pisr_root/config/fastdds_large_data.xml"
+fi
 unset _pisr_root

@@ -149,17 +149,21 @@ def main(args: argparse.Namespace) -> int:
                        "p90": float(np.percentile(latencies, 90) * 1e3) if latencies else None},
         "node_latency_ms": {"p50": float(diag_end.get("latency_p50_ms", "nan")),
                             "p90": float(diag_end.get("latency_p90_ms", "nan"))},
+        "in_node_ms": {"p50": float(diag_end.get("in_node_p50_ms", "nan")),
+                       "p90": float(diag_end.get("in_node_p90_ms", "nan"))},
         "node_dropped": int(diag_end.get("dropped_frames", 0)) - int((diag_start or {}).get("dropped_frames", 0)),
     }
     meta = {"date": time.strftime("%Y-%m-%d"), "size": list(size), "rate_hz": args.rate, "seconds": args.seconds,
             "backend": diag_end.get("backend", args.backend), "model": diag_end.get("model", args.model),
-            "transport": args.transport, "reliability": args.reliability, "cpus": os.cpu_count()}
+            "transport": args.transport, "reliability": args.reliability, "cpus": os.cpu_count(),
+            "dds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")}
     lat = results["latency_ms"]
     print(f"{meta['backend']} {args.model} {size[0]}x{size[1]} {args.transport} at {args.rate:g} Hz for "
           f"{args.seconds:g} s: {results['output_fps']:.1f} frames/s out ({answered}/{len(sent)} answered, "
           f"{results['node_dropped']} dropped by the node); latency stamp->labels here median "
           f"{lat['median'] or float('nan'):.1f} ms, p90 {lat['p90'] or float('nan'):.1f} ms; node stamp->publish "
-          f"p50 {results['node_latency_ms']['p50']:.1f} ms, p90 {results['node_latency_ms']['p90']:.1f} ms")
+          f"p50 {results['node_latency_ms']['p50']:.1f} ms, p90 {results['node_latency_ms']['p90']:.1f} ms; "
+          f"in the node (arrival->publish) p50 {results['in_node_ms']['p50']:.1f} ms, p90 {results['in_node_ms']['p90']:.1f} ms")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")

@@ -16,7 +16,7 @@ class NodeStats:
         self.window = window
         self._lock = threading.Lock()
         self._inputs: deque[float] = deque()
-        self._outputs: deque[tuple[float, float]] = deque()  # (time, latency s)
+        self._outputs: deque[tuple[float, float, float]] = deque()  # (time, latency s, in-node s)
         self.received = 0
         self.processed = 0
         self.dropped = 0  # superseded by a newer frame before inference took them
@@ -35,10 +35,12 @@ class NodeStats:
             self.received += 1
             self._inputs.append(time.monotonic())
 
-    def frame_out(self, latency: float) -> None:
+    def frame_out(self, latency: float, in_node: float) -> None:
+        """``latency``: header stamp to publish; ``in_node``: arrival in the node to publish
+        (the wait for the inference thread included)."""
         with self._lock:
             self.processed += 1
-            self._outputs.append((time.monotonic(), latency))
+            self._outputs.append((time.monotonic(), latency, in_node))
 
     def drop(self) -> None:
         with self._lock:
@@ -60,7 +62,8 @@ class NodeStats:
         with self._lock:
             now = time.monotonic()
             self._trim(now)
-            latencies = [lat for _, lat in self._outputs]
+            latencies = [lat for _, lat, _ in self._outputs]
+            in_node = [t for _, _, t in self._outputs]
             span = min(self.window, max(now - (self._inputs[0] if self._inputs else now), 1e-9))
             out_span = min(self.window, max(now - (self._outputs[0][0] if self._outputs else now), 1e-9))
             return {
@@ -68,6 +71,8 @@ class NodeStats:
                 "output_rate_hz": len(self._outputs) / out_span if len(self._outputs) > 1 else 0.0,
                 "latency_p50_ms": float(np.percentile(latencies, 50) * 1e3) if latencies else float("nan"),
                 "latency_p90_ms": float(np.percentile(latencies, 90) * 1e3) if latencies else float("nan"),
+                "in_node_p50_ms": float(np.percentile(in_node, 50) * 1e3) if in_node else float("nan"),
+                "in_node_p90_ms": float(np.percentile(in_node, 90) * 1e3) if in_node else float("nan"),
                 "received": self.received,
                 "processed": self.processed,
                 "dropped_frames": self.dropped,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +181,7 @@ class PanopticNode(Node):
         with self._lock:
             if self._pending is not None:
                 self.stats.drop()
-            self._pending = msg
+            self._pending = (msg, time.perf_counter())
         self._wake.set()
 
     def _on_image(self, msg: Image) -> None:
@@ -204,12 +205,13 @@ class PanopticNode(Node):
         while self._running:
             self._wake.wait(timeout=0.5)
             with self._lock:
-                msg, self._pending = self._pending, None
+                pending, self._pending = self._pending, None
                 self._wake.clear()
-            if msg is None:
+            if pending is None:
                 continue
+            msg, arrived = pending
             try:
-                self._process(msg)
+                self._process(msg, arrived)
             except MalformedImage as exc:
                 self._reject(exc, msg)
             except Exception as exc:  # the node must outlive any one frame
@@ -217,7 +219,7 @@ class PanopticNode(Node):
                 self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _process(self, msg) -> None:
+    def _process(self, msg, arrived: float) -> None:
         max_pixels = self.params["max_image_pixels"]
         if isinstance(msg, CompressedImage):
             image, order = compressed_to_array(msg, max_pixels)
@@ -236,7 +238,7 @@ class PanopticNode(Node):
             self.stats.overlay()
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
-        self.stats.frame_out(max(0.0, now - stamp))
+        self.stats.frame_out(max(0.0, now - stamp), time.perf_counter() - arrived)
 
     # ------------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
