@@ -61,9 +61,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, got {args.max_batch}")
     if not Path(args.onnx).is_file():
-        from pisr_ros.inference.tensorrt_backend import EXPORT_HINT
+        from pisr_ros.inference.model_files import EXPORT_HINT
 
-        raise UsageError(f"no ONNX file at {args.onnx}; make it with `{EXPORT_HINT.format(onnx=args.onnx)}`")
+        raise UsageError(f"no ONNX file at {args.onnx}; make it with `{EXPORT_HINT.format(path=args.onnx)}`")
 
 
 def _describe(entry: CacheEntry, here: tuple[str, str, str] | None) -> str:

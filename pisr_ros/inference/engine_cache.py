@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from pisr_ros.errors import UsageError
+from pisr_ros.inference.model_files import sha256_of
 
 # Bump when build_engine changes in a way that changes the engines it makes (profiles, flags):
 # old entries then stop matching and are rebuilt instead of silently reused.
@@ -101,12 +102,7 @@ def key_digest(key: EngineKey) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_of  # one implementation (pisr_ros.inference.model_files)
 
 
 def default_root() -> Path:

@@ -33,10 +33,10 @@ from pisr_ros.inference.engine_cache import (
     current_key,
     file_sha256,
 )
+from pisr_ros.inference.model_files import EXPORT_HINT
+from pisr_ros.inference.model_files import ONNX_INPUT as INPUT
+from pisr_ros.inference.model_files import ONNX_OUTPUTS as OUTPUTS
 
-INPUT = "images"
-OUTPUTS = ("semantic", "center", "offset")
-EXPORT_HINT = "pisr-ros export --model M.pt --out {onnx} --size HxW"
 ADDRESS_ALIGNMENT = 256  # IExecutionContext::setTensorAddress: "at least 256-byte alignment"
 PROGRESS_DEPTH = 1  # phases nested deeper than this are not printed (there are hundreds)
 PROGRESS_EVERY_S = 5.0  # at most one step line per phase this often
@@ -206,7 +206,7 @@ def _onnx_input_size(onnx_path: Path) -> tuple[int, int]:
     inputs = {i.name: i for i in graph.input}
     if INPUT not in inputs:
         raise UsageError(f"{onnx_path}: no input named {INPUT!r} (inputs: {sorted(inputs)}); "
-                         f"export it with `{EXPORT_HINT.format(onnx=onnx_path)}`")
+                         f"export it with `{EXPORT_HINT.format(path=onnx_path)}`")
     dims = inputs[INPUT].type.tensor_type.shape.dim
     if len(dims) != 4 or not all(d.HasField("dim_value") for d in dims[1:]):
         raise UsageError(f"{onnx_path}: input {INPUT!r} must be N x 3 x H x W with fixed H and W")
@@ -220,7 +220,7 @@ def _check_network(onnx_path: Path, network, max_batch: int) -> tuple[int, int, 
     if [t.name for t in inputs] != [INPUT] or not set(OUTPUTS) <= outputs:
         raise UsageError(f"{onnx_path}: expected input {INPUT!r} and outputs {list(OUTPUTS)}, got "
                          f"{[t.name for t in inputs]} and {sorted(outputs)}; export it with "
-                         f"`{EXPORT_HINT.format(onnx=onnx_path)}`")
+                         f"`{EXPORT_HINT.format(path=onnx_path)}`")
     shape = tuple(inputs[0].shape)
     if len(shape) != 4 or shape[1] != 3 or shape[2] < 1 or shape[3] < 1:
         raise UsageError(f"{onnx_path}: input {INPUT!r} has shape {shape}; expected N x 3 x H x W with fixed H, W")
@@ -311,7 +311,7 @@ def ensure_engine(onnx_path: str | Path, *, device: str = "cuda:0", fp16: bool =
     and stored first when missing (or refused, with ``build=False``)."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise UsageError(f"no ONNX file at {onnx_path}; make it with `{EXPORT_HINT.format(onnx=onnx_path)}`")
+        raise UsageError(f"no ONNX file at {onnx_path}; make it with `{EXPORT_HINT.format(path=onnx_path)}`")
     if int8 and calib_dir is None:
         raise UsageError("--int8 needs --calib DIR: images to calibrate the INT8 scales with")
     if max_batch < 1:

@@ -161,7 +161,7 @@ def test_build_false_refuses_with_the_command(model, tmp_path):
 
 
 def test_missing_onnx_names_the_export_command(tmp_path):
-    with pytest.raises(UsageError, match="pisr-ros export --model M.pt --out .* --size HxW"):
+    with pytest.raises(UsageError, match="pisr-ros export --model CHECKPOINT.pt --out .* --size HxW"):
         TensorRTBackend(tmp_path / "missing.onnx", cache_dir=tmp_path / "c")
 
 

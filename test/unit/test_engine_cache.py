@@ -300,7 +300,7 @@ def test_current_key_says_what_to_install(tmp_path):
 def test_cli_missing_onnx_names_the_export_command(tmp_path, capsys):
     assert run_cli(["--onnx", str(tmp_path / "nope.onnx"), "--cache", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
-    assert "no ONNX file at" in err and f"pisr-ros export --model M.pt --out {tmp_path / 'nope.onnx'} --size HxW" in err
+    assert "no ONNX file at" in err and f"pisr-ros export --model CHECKPOINT.pt --out {tmp_path / 'nope.onnx'} --size HxW" in err
 
 
 def test_cli_int8_needs_calib(tmp_path, capsys):
