@@ -41,3 +41,17 @@ def test_shipped_model_segments_unseen_scenes(model):
         total += int(scored.sum())
         assert any(s.class_id == 0 for s in result.segments)  # road: the largest class there is
     assert correct / total > 0.5
+
+
+def test_shipped_onnx_is_the_export_of_the_shipped_checkpoint():
+    """models/*.onnx beside a checkpoint is what the node's ONNX Runtime backend serves: it must
+    come from exactly that checkpoint (else the Predictor exports its own into the cache)."""
+    from pisr_ros.inference.model_files import onnx_for, read_model_info
+
+    for ckpt in sorted((ROOT / "models").glob("*.pt")):
+        onnx_path = ckpt.with_suffix(".onnx")
+        if not onnx_path.exists():
+            continue
+        info = read_model_info(ckpt)
+        assert read_model_info(onnx_path).source_sha256 == info.source_sha256, f"{onnx_path} is stale"
+        assert onnx_for(info) == onnx_path
