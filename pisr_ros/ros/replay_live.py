@@ -113,7 +113,9 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
                 cv2.imwrite(str(Path(overlays_dir) / f"overlay_{stamp}.png"), picture.reshape(msg.height, msg.width, 3))
                 saved.append(stamp)
 
-        ros.create_subscription(Image, f"{ns}/panoptic/overlay", on_overlay, reliable)
+        overlay_sub = ros.create_subscription(Image, f"{ns}/panoptic/overlay", on_overlay, reliable)
+    else:
+        overlay_sub = None
     ros.create_subscription(PanopticLabelInfo, f"{ns}/panoptic/label_info", ready.append, latched)
     pub = ros.create_publisher(CompressedImage if compressed else Image, topic,
                                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -133,7 +135,14 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
     try:
         # The node is up when its transient-local label info arrives and it subscribes to the topic.
         timeout = READY_TIMEOUT_S if node else ATTACH_TIMEOUT_S
-        if not spin_until(lambda: ready and pub.get_subscription_count() > 0, timeout):
+
+        def matched() -> bool:
+            # The overlay subscription must be matched too: the node draws overlays only for a
+            # subscriber it has discovered, and the first frames would otherwise go without.
+            return bool(ready) and pub.get_subscription_count() > 0 and (
+                overlay_sub is None or overlay_sub.get_publisher_count() > 0)
+
+        if not spin_until(matched, timeout):
             what = "the node did not come up" if node else f"no panoptic_node answers in {camera}"
             raise UsageError(f"{what} within {timeout:.0f} s"
                              + (f"; its log:\n{node.output()[-2000:]}" if node else
@@ -154,7 +163,10 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
                 spin_until(lambda: stamp in received, SETTLE_S)
             bar.update()
         bar.close()
-        spin_until(lambda: all(s in received for s in out.sent_stamps), SETTLE_S)
+        spin_until(lambda: all(s in received for s in out.sent_stamps)
+                   and (overlays <= 0 or len(saved) >= min(overlays, len(received))), SETTLE_S)
+        if overlays > 0 and len(saved) < min(overlays, len(received)):
+            print(f"note: {len(saved)} of {overlays} overlays arrived", file=sys.stderr)
         last = max((sent_at[s] + received[s][1] for s in received), default=t0)
         out.wall_s = max(last - t0, 1e-9)
         out.description = ("panoptic_node started by replay-eval" if node else f"running panoptic_node in {camera}")
