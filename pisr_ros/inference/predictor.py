@@ -64,6 +64,8 @@ class Predictor:
         self.last_timings: dict[str, float] = {}
         self._mean = torch.tensor(info.pixel_mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._inv_std = 1.0 / torch.tensor(info.pixel_std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._mean_np = self._mean.cpu().numpy().reshape(3)
+        self._inv_std_np = self._inv_std.cpu().numpy().reshape(3)
 
     @classmethod
     def from_file(cls, model: str, backend: str = "auto", device: str = "cpu", *, fp16: bool = False,
@@ -91,22 +93,27 @@ class Predictor:
         """(N,3,H,W) float32 normalised network input on the backend's device."""
         ih, iw = self.input_size
         if self.device.type == "cpu":
-            # OpenCV's uint8 resize is several times faster than torch's float one on CPUs,
-            # and resizing before the float conversion moves 4x fewer bytes.
-            resized = [img if img.shape[:2] == (ih, iw) else cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR)
-                       for img in images]
-            x = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
-        else:
-            # uint8 to the GPU (4x less to copy than float), resized there.
-            def upload(img):
-                t = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float()
-                return t if t.shape[-2:] == (ih, iw) else F.interpolate(
-                    t, size=(ih, iw), mode="bilinear", align_corners=False)
+            # OpenCV's uint8 resize, then one numpy pass per channel into the NCHW float buffer:
+            # the same float32 numbers as the GPU path's torch expression, 2x faster than it on a
+            # CPU, and free of torch's thread pool, which stalls when other threads hold the cores.
+            x = np.empty((len(images), 3, ih, iw), np.float32)
+            for i, img in enumerate(images):
+                resized = img if img.shape[:2] == (ih, iw) else cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR)
+                for c in range(3):
+                    np.subtract(resized[..., 2 - c if encoding == "bgr" else c], self._mean_np[c],
+                                out=x[i, c], dtype=np.float32)
+                    x[i, c] *= self._inv_std_np[c]
+            return torch.from_numpy(x)
 
-            x = torch.cat([upload(img) for img in images])
+        # uint8 to the GPU (4x less to copy than float), resized there.
+        def upload(img):
+            t = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float()
+            return t if t.shape[-2:] == (ih, iw) else F.interpolate(t, size=(ih, iw), mode="bilinear", align_corners=False)
+
+        x = torch.cat([upload(img) for img in images])
         if encoding == "bgr":
             x = x.flip(1)
-        return ((x.float() - self._mean) * self._inv_std).contiguous()
+        return ((x - self._mean) * self._inv_std).contiguous()
 
     def __call__(self, image: np.ndarray, encoding: str = "rgb") -> PanopticResult:
         return self.predict([image], encoding)[0]

@@ -151,6 +151,8 @@ def main(args: argparse.Namespace) -> int:
                             "p90": float(diag_end.get("latency_p90_ms", "nan"))},
         "in_node_ms": {"p50": float(diag_end.get("in_node_p50_ms", "nan")),
                        "p90": float(diag_end.get("in_node_p90_ms", "nan"))},
+        "node_stages_p50_ms": {k[len("stage_"):-len("_p50_ms")]: float(v) for k, v in diag_end.items()
+                               if k.startswith("stage_")},
         "node_dropped": int(diag_end.get("dropped_frames", 0)) - int((diag_start or {}).get("dropped_frames", 0)),
     }
     meta = {"date": time.strftime("%Y-%m-%d"), "size": list(size), "rate_hz": args.rate, "seconds": args.seconds,
@@ -164,6 +166,7 @@ def main(args: argparse.Namespace) -> int:
           f"{lat['median'] or float('nan'):.1f} ms, p90 {lat['p90'] or float('nan'):.1f} ms; node stamp->publish "
           f"p50 {results['node_latency_ms']['p50']:.1f} ms, p90 {results['node_latency_ms']['p90']:.1f} ms; "
           f"in the node (arrival->publish) p50 {results['in_node_ms']['p50']:.1f} ms, p90 {results['in_node_ms']['p90']:.1f} ms")
+    print("in the node, p50 ms per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in results["node_stages_p50_ms"].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")

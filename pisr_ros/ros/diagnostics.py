@@ -9,6 +9,9 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 
+STAGE_WINDOW = 100  # frames over which stage times are summarised
+
+
 class NodeStats:
     """Thread-safe counters and sliding windows (the last ``window`` seconds) for one node."""
 
@@ -23,6 +26,7 @@ class NodeStats:
         self.rejected: Counter[str] = Counter()  # malformed, by reason
         self.failed = 0  # inference errors
         self.overlays = 0  # overlays computed (only while somebody subscribes)
+        self._stages: dict[str, deque[float]] = {}  # stage -> seconds of the last frames
 
     def _trim(self, now: float) -> None:
         while self._inputs and self._inputs[0] < now - self.window:
@@ -49,6 +53,11 @@ class NodeStats:
     def reject(self, reason: str) -> None:
         with self._lock:
             self.rejected[reason] += 1
+
+    def stages(self, **seconds: float) -> None:
+        with self._lock:
+            for name, value in seconds.items():
+                self._stages.setdefault(name, deque(maxlen=STAGE_WINDOW)).append(value)
 
     def overlay(self) -> None:
         with self._lock:
@@ -80,6 +89,7 @@ class NodeStats:
                 "rejected_by_reason": dict(self.rejected),
                 "inference_errors": self.failed,
                 "overlays_published": self.overlays,
+                **{f"stage_{name}_p50_ms": float(np.median(v) * 1e3) for name, v in self._stages.items() if v},
             }
 
 

@@ -220,22 +220,30 @@ class PanopticNode(Node):
                                         throttle_duration_sec=LOG_THROTTLE_S)
 
     def _process(self, msg, arrived: float) -> None:
+        started = time.perf_counter()
         max_pixels = self.params["max_image_pixels"]
         if isinstance(msg, CompressedImage):
             image, order = compressed_to_array(msg, max_pixels)
         else:
             image, order = image_to_array(msg, max_pixels)
+        decoded = time.perf_counter()
         result = self.predictor(image, order)
+        predicted = time.perf_counter()
         header = msg.header
         h, w = image.shape[:2]
         self.pub_labels.publish(array_to_image(result.id_map, "32SC1", header))
         self.pub_semantic.publish(array_to_image(result.semantic, "mono8", header))
         self.pub_instances.publish(instance_array_msg(result.segments, header, h, w))
+        published = time.perf_counter()
         if self.pub_overlay.get_subscription_count() > 0:
             bgr = image if order == "bgr" else np.ascontiguousarray(image[..., ::-1])
             picture = overlay(bgr, result.semantic, result.id_map, self.params["overlay_alpha"])
             self.pub_overlay.publish(array_to_image(picture, "bgr8", header))
             self.stats.overlay()
+        # Where a frame's time goes, for diagnostics: waiting for the inference thread, decoding,
+        # the Predictor (its own stages too), converting and publishing the outputs.
+        self.stats.stages(wait=started - arrived, decode=decoded - started, predict=predicted - decoded,
+                          publish=published - predicted, **{f"predictor_{k}": v for k, v in self.predictor.last_timings.items()})
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
         self.stats.frame_out(max(0.0, now - stamp), time.perf_counter() - arrived)

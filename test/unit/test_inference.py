@@ -174,3 +174,21 @@ def test_bench_writes_every_stage_for_every_backend(tmp_path):
         assert {"decode", "preprocess", "network", "postprocess", "resize", "total"} <= set(stages)
         assert stages["total"]["median_ms"] >= stages["network"]["median_ms"] > 0
     assert cli.main(["bench", "--model", str(SHIPPED), "--backends", "tflite"]) == 2
+
+
+@pytest.mark.parametrize("encoding", ["rgb", "bgr"])
+def test_cpu_preprocessing_equals_the_torch_expression(frames, encoding):
+    """The CPU path (numpy per channel) gives the float32 numbers of ``(x - mean) * (1 / std)``."""
+    import cv2
+
+    predictor = Predictor.from_file(str(SHIPPED), backend="onnxruntime")
+    ih, iw = predictor.input_size
+    images = [frames[0], frames[2]]  # two sizes, both resized
+    got = predictor.preprocess(images, encoding)
+    for i, img in enumerate(images):
+        x = torch.from_numpy(cv2.resize(img, (iw, ih), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1).float()
+        if encoding == "bgr":
+            x = x.flip(0)
+        mean = torch.tensor(predictor.info.pixel_mean).view(3, 1, 1)
+        inv_std = 1.0 / torch.tensor(predictor.info.pixel_std).view(3, 1, 1)
+        torch.testing.assert_close(got[i], (x - mean) * inv_std, rtol=0, atol=0)
