@@ -15,13 +15,19 @@ from pisr_ros.models.spec import count_parameters, load_checkpoint, load_spec
 from pisr_ros.taxonomy import LABEL_TO_TRAIN, VOID_TRAIN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "pd_light_base_synth.pt"
+# shipped file -> the spec it must have been trained from
+SHIPPED = {"pd_light_base_synth.pt": "pd_light_base.yaml", "pd_light_pisr_synth.pt": "pd_light_pisr.yaml"}
 
 
-@pytest.fixture(scope="module")
-def model():
-    model, spec = load_checkpoint(MODEL, load_spec(ROOT / "config" / "models" / "pd_light_base.yaml"))
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def model(request):
+    model, spec = load_checkpoint(ROOT / "models" / request.param,
+                                  load_spec(ROOT / "config" / "models" / SHIPPED[request.param]))
     return model
+
+
+def test_every_shipped_checkpoint_is_tested():
+    assert sorted(p.name for p in (ROOT / "models").glob("*.pt")) == sorted(SHIPPED)
 
 
 def test_shipped_model_is_the_light_spec(model):
