@@ -187,7 +187,9 @@ def test_overlay_is_computed_only_while_subscribed(ros_node, spin_until, raw_nod
     assert (o.height, o.width, o.encoding) == (*CAMERA, "bgr8")
     assert any(h.header == o.header for h in client.received["labels"]) or o.header.frame_id.startswith("camera_optical_")
     ros_node.destroy_subscription(sub)
-    spin_until(lambda: False, 1.0)  # let the node see the subscriber leave
+    # Let the graph (and so the node) see the subscriber leave before the next frame.
+    assert spin_until(lambda: ros_node.count_subscribers(raw_node.topic("panoptic/overlay")) == 0, 15.0)
+    spin_until(lambda: False, 1.0)
     made = int(client.latest_diagnostics()["overlays_published"])
     header = client.send_raw(frame_bgr)
     client.result_for(header)
