@@ -28,6 +28,28 @@ def run_row(run: Path) -> list[str]:
     return [run.name, str(m.get("iteration", "?"))] + [pct(v) for v in values]
 
 
+def group_rows(runs: list[Path]) -> list[list[str]]:
+    """Runs named ``<variant>_s<seed>`` grouped by variant: per column the mean and, with more
+    than one seed, the range (min-max) across seeds."""
+    import re
+
+    groups: dict[str, list[list[float]]] = {}
+    for run in runs:
+        variant = re.sub(r"_s\d+$", "", run.name)
+        m = json.loads((run / "val_metrics.json").read_text())
+        values = [m["All"]["pq"], m["All"]["sq"], m["All"]["rq"], m["Things"]["pq"], m["Stuff"]["pq"],
+                  m.get("semantic", {}).get("averageScoreClasses")]
+        groups.setdefault(variant, []).append([100 * v for v in values])
+    rows = []
+    for variant, seeds in groups.items():
+        cells = []
+        for col in zip(*seeds):
+            mean = sum(col) / len(col)
+            cells.append(f"{mean:.1f}" + (f" ({min(col):.1f}-{max(col):.1f})" if len(col) > 1 else ""))
+        rows.append([variant, str(len(seeds))] + cells)
+    return rows
+
+
 def plot_losses(runs: list[Path], out: Path, window: int = 25) -> None:
     """Semantic and center losses of the final heads over iterations, one line per run."""
     import csv
@@ -61,6 +83,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of `pisr-ros train`")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="also plot the runs' training losses")
+    parser.add_argument("--group", action="store_true",
+                        help="also a table of runs named VARIANT_sSEED grouped by variant: mean (range)")
     args = parser.parse_args(argv)
     if args.plot:
         plot_losses(args.runs, args.plot)
@@ -69,6 +93,12 @@ def main(argv=None) -> int:
     print("|" + "---|" * len(header))
     for run in args.runs:
         print("| " + " | ".join(run_row(run)) + " |")
+    if args.group:
+        header = ["variant", "seeds", *COLUMNS]
+        print("\n| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in group_rows(args.runs):
+            print("| " + " | ".join(row) + " |")
     return 0
 
 
