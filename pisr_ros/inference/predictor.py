@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -79,10 +78,6 @@ class Predictor:
         engine = make_backend(info, backend, device, fp16=fp16, threads=threads, input_size=input_size,
                               **tensorrt_options)
         return cls(engine, info, postprocess, keep_confidence, profile)
-
-    def with_postprocess(self, **changes) -> None:
-        """Change post-processing parameters (centre threshold, NMS kernel, top-k, stuff area)."""
-        self.postprocess = replace(self.postprocess, **changes)
 
     # ------------------------------------------------------------------------------ stages
     def _sync(self) -> None:

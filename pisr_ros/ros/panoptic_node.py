@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,7 @@ class PanopticNode(Node):
             self.sub = self.create_subscription(Image, "image_raw", self._on_image, input_qos)
 
         self._lock = threading.Lock()
-        self._pending = None  # (message, arrival monotonic time)
+        self._pending = None  # (message, arrival time.perf_counter())
         self._wake = threading.Event()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="panoptic_inference", daemon=True)
@@ -154,8 +155,7 @@ class PanopticNode(Node):
         except UsageError as exc:
             raise StartError(str(exc)) from exc
         self._default_postprocess = default_postprocess(values["device"])
-        predictor.postprocess = self._default_postprocess
-        predictor.with_postprocess(**self._postprocess_changes(values))
+        predictor.postprocess = replace(self._default_postprocess, **self._postprocess_changes(values))
         return predictor
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -163,9 +163,8 @@ class PanopticNode(Node):
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
         values = dict(self.params, **{p.name: p.value for p in params})
-        # A fresh config object from the defaults: the inference thread reads it atomically.
-        self.predictor.postprocess = self._default_postprocess
-        self.predictor.with_postprocess(**self._postprocess_changes(values))
+        # One assignment of a new config object: the inference thread sees the old or the new one.
+        self.predictor.postprocess = replace(self._default_postprocess, **self._postprocess_changes(values))
         self.params = values
         return SetParametersResult(successful=True)
 
