@@ -20,12 +20,6 @@ from pisr_ros.inference.predict_cli import find_images
 SIZE = (128, 256)
 
 
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch):
-    # Until cli.py lists them, register the commands for these tests (a no-op once it does).
-    monkeypatch.setitem(cli.COMMANDS, "make-bag", ("pisr_ros.evaluation.make_bag_cli", "make a bag"))
-
-
 @pytest.fixture(scope="module")
 def cs_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cs")

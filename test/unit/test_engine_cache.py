@@ -38,17 +38,8 @@ def make_key(**changes) -> EngineKey:
 
 
 def run_cli(argv: list[str]) -> int:
-    """`pisr-ros build-engine ARGS` through cli.main once the command is registered there, else
-    the same steps cli.main takes (parse, main, UsageError -> exit 2)."""
-    if "build-engine" in cli.COMMANDS:
-        return cli.main(["build-engine", *argv])
-    parser = argparse.ArgumentParser(prog="pisr-ros build-engine")
-    build_engine_cli.add_arguments(parser)
-    try:
-        return int(build_engine_cli.main(parser.parse_args(argv)) or 0)
-    except UsageError as exc:
-        print(f"pisr-ros build-engine: error: {exc}", file=__import__("sys").stderr)
-        return 2
+    """`pisr-ros build-engine ARGS`, as the command line runs it (UsageError -> exit 2)."""
+    return cli.main(["build-engine", *argv])
 
 
 # -- keys and digests --------------------------------------------------------------------------

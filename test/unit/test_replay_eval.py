@@ -24,13 +24,6 @@ SIZE = (128, 256)
 MODEL = Path(__file__).resolve().parents[2] / "models" / "pd_light_base_synth.pt"
 
 
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch):
-    # Until cli.py lists them, register the commands for these tests (a no-op once it does).
-    monkeypatch.setitem(cli.COMMANDS, "make-bag", ("pisr_ros.evaluation.make_bag_cli", "make a bag"))
-    monkeypatch.setitem(cli.COMMANDS, "replay-eval", ("pisr_ros.evaluation.replay_eval_cli", "replay eval"))
-
-
 @pytest.fixture(scope="module")
 def cs_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cs")

@@ -6,7 +6,6 @@ weights score (about 1/19 of pixels right), so it catches missing, stale or wron
 """
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pisr_ros.data.synth import render_scene
