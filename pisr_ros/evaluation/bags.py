@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from pisr_ros.errors import UsageError
+from pisr_ros.image_decode import MalformedImage, image_to_array
 
 FRAMES_FILE = "pisr_ros_frames.json"
 METADATA_KEY = "pisr_ros.frames"
@@ -56,13 +57,8 @@ DEFAULT_TOPIC = "/front/image_raw"
 DEFAULT_FRAME_ID = "camera_optical_frame"
 
 # Raw encodings read back: encoding -> (channels, cv2 conversion to BGR or None).
-_RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "bgr8": (3, None),
-    "rgb8": (3, cv2.COLOR_RGB2BGR),
-    "mono8": (1, cv2.COLOR_GRAY2BGR),
-    "bgra8": (4, cv2.COLOR_BGRA2BGR),
-    "rgba8": (4, cv2.COLOR_RGBA2BGR),
-}
+# Bags are the user's own recordings: no size limit beyond the message's own consistency.
+MAX_PIXELS = 1 << 40
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,46 +398,38 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
         if image is None:
             raise UsageError(f"a CompressedImage ({msg.format!r}, {data.size} bytes) does not decode")
         return image
-    if msg.encoding not in _RAW_ENCODINGS:
-        raise UsageError(f"image encoding {msg.encoding!r} is not one of {', '.join(_RAW_ENCODINGS)}")
-    channels, conversion = _RAW_ENCODINGS[msg.encoding]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if h == 0 or w == 0 or step < w * channels or data.size < h * step:
-        raise UsageError(f"malformed Image: {w}x{h} {msg.encoding}, step {step}, {data.size} bytes")
-    image = data[: h * step].reshape(h, step)[:, : w * channels].reshape(h, w, channels)
-    if conversion is not None:
-        return cv2.cvtColor(np.ascontiguousarray(image), conversion)
-    return np.ascontiguousarray(image)
+    try:
+        image, order = image_to_array(msg, max_pixels=MAX_PIXELS)
+    except MalformedImage as exc:
+        raise UsageError(f"malformed Image in the bag: {exc}") from None
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if order == "rgb" else np.ascontiguousarray(image)
 
 
-def read_raw_messages(bag: str | Path, topic: str) -> Iterator[tuple[int, int, str, bytes]]:
-    """(header stamp ns, bag time ns, message type, CDR bytes) of every message on ``topic``, in
-    bag order: what a player republishes (rclpy publishes CDR bytes as they are)."""
-    msgtype, _ = check_image_topic(bag, topic)
+def _topic_messages(bag: str | Path, topic: str) -> Iterator[tuple[str, int, bytes, Any]]:
+    """(message type, bag time ns, CDR bytes, deserialized message) of every message on the
+    camera ``topic``, in bag order; the topic is checked first (UsageError)."""
+    check_image_topic(bag, topic)
     store = typestore()
     reader = _open_reader(bag)
     try:
         conns = [c for c in reader.connections if c.topic == topic]
         for conn, bag_time, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            yield stamp_ns(msg.header), int(bag_time), conn.msgtype, bytes(raw)
+            yield conn.msgtype, int(bag_time), raw, store.deserialize_cdr(raw, conn.msgtype)
     finally:
         reader.close()
+
+
+def read_raw_messages(bag: str | Path, topic: str) -> Iterator[tuple[int, int, str, bytes]]:
+    """(header stamp ns, bag time ns, message type, CDR bytes) of every message on ``topic``, in
+    bag order: what a player republishes (rclpy publishes CDR bytes as they are)."""
+    for msgtype, bag_time, raw, msg in _topic_messages(bag, topic):
+        yield stamp_ns(msg.header), bag_time, msgtype, bytes(raw)
 
 
 def read_image_frames(bag: str | Path, topic: str) -> Iterator[BagImage]:
     """(header stamp ns, header, HxWx3 uint8 BGR image) of every message on ``topic``, in bag
     order. Errors (UsageError): no bag, no such topic (the message lists the bag's topics), a
     topic that does not hold Image or CompressedImage, an image that does not decode."""
-    check_image_topic(bag, topic)
-    store = typestore()
-    reader = _open_reader(bag)
-    try:
-        conns = [c for c in reader.connections if c.topic == topic]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            yield BagImage(stamp_ns(msg.header), msg.header, decode_image(msg, conn.msgtype))
-    finally:
-        reader.close()
+    for msgtype, _, _, msg in _topic_messages(bag, topic):
+        yield BagImage(stamp_ns(msg.header), msg.header, decode_image(msg, msgtype))
 

@@ -35,11 +35,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from pisr_ros.errors import UsageError
+from pisr_ros.image_decode import (MalformedImage, check_compressed_msg, check_image_msg, compressed_to_array,
+                                   image_to_array)
 from pisr_ros.msg import PanopticInstanceArray, PanopticLabelInfo
 from pisr_ros.overlay import overlay
 from pisr_ros.ros.diagnostics import NodeStats, status
-from pisr_ros.ros.image_codec import (MalformedImage, array_to_image, check_compressed_msg, check_image_msg,
-                                      compressed_to_array, image_to_array)
+from pisr_ros.ros.image_codec import array_to_image
 from pisr_ros.ros.messages import instance_array_msg, label_info_msg
 from pisr_ros.ros.panoptic_params import PARAMS, problem
 

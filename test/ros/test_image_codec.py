@@ -5,7 +5,8 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from pisr_ros.ros.image_codec import (MalformedImage, array_to_image, compressed_to_array, image_to_array)
+from pisr_ros.image_decode import MalformedImage, compressed_to_array, image_to_array
+from pisr_ros.ros.image_codec import array_to_image
 
 MAX = 1 << 24
 RNG = np.random.default_rng(0)
