@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import bags, replay
+from pisr_ros.inference.model_files import find_model
 
 DEFAULT_MODEL = "models/pd_light_base_synth.pt"
 
@@ -93,15 +94,6 @@ def parse_rate(text: str) -> float | None:
     return rate
 
 
-def resolve_model(path: str) -> str:
-    """``path`` as given when it exists, else the file of that name in the source tree's models/."""
-    p = Path(path)
-    if p.exists() or p.is_absolute():
-        return str(p)
-    shipped = Path(__file__).resolve().parents[2] / "models" / p.name
-    return str(shipped) if shipped.is_file() else str(p)
-
-
 def postprocess_config(args: argparse.Namespace):
     from pisr_ros.inference.predictor import default_postprocess
 
@@ -127,7 +119,7 @@ def run_live(args: argparse.Namespace, topic: str, msgtype: str, count: int) -> 
 
     params = {}
     if not args.attach:
-        params = {"model": resolve_model(args.model), "backend": args.backend, "device": args.device,
+        params = {"model": str(find_model(args.model)), "backend": args.backend, "device": args.device,
                   "threads": str(args.threads or 0)}
         for option, name in (("center_threshold", "center_threshold"), ("top_k", "top_k"),
                              ("stuff_area", "stuff_area"), ("nms_kernel", "nms_kernel")):
@@ -176,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         from pisr_ros.inference.predictor import Predictor
 
-        predictor = Predictor.from_file(resolve_model(args.model), backend=args.backend, device=args.device,
+        predictor = Predictor.from_file(str(find_model(args.model)), backend=args.backend, device=args.device,
                                         threads=args.threads, postprocess=cfg)
         info["postprocess"] = (f"{'upsampled heads' if cfg.upsample else 'heads grid'}, center threshold "
                                f"{cfg.center_threshold}, NMS {cfg.nms_kernel}, top-k {cfg.top_k}, "

@@ -109,3 +109,36 @@ def onnx_for(checkpoint: ModelInfo, input_size: tuple[int, int] | None = None, *
         export_checkpoint(checkpoint.path, tmp, size)
         os.replace(tmp, cached)
     return cached
+
+
+def model_search_path() -> list[Path]:
+    """Where a relative ``model`` is looked for after the current directory."""
+    dirs = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            dirs.append(Path(get_package_share_directory("pisr_ros")) / "models")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    dirs.append(Path(__file__).resolve().parents[2] / "models")  # the source tree
+    return dirs
+
+
+def find_model(name: str) -> Path:
+    """A model file by name: as given when it exists, else in the package's models/ folders
+    (``model_search_path``). Raises UsageError naming where it looked and how to make it."""
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.exists():
+        candidates = [path]
+    else:
+        candidates = [path] + [d / name for d in model_search_path()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    hint = (f"make it with `pisr-ros export --model CHECKPOINT.pt --out {name} --size HxW`" if path.suffix == ".onnx"
+            else "train one with `pisr-ros train` or use the shipped pd_light_base_synth.pt")
+    raise UsageError(f"model {name!r} not found (looked at: {looked}); {hint}")

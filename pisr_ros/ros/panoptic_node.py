@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -37,6 +36,7 @@ from std_msgs.msg import Header
 from pisr_ros.errors import UsageError
 from pisr_ros.image_decode import (MalformedImage, check_compressed_msg, check_image_msg, compressed_to_array,
                                    image_to_array)
+from pisr_ros.inference.model_files import find_model
 from pisr_ros.msg import PanopticInstanceArray, PanopticLabelInfo
 from pisr_ros.overlay import overlay
 from pisr_ros.ros.diagnostics import NodeStats, status
@@ -55,37 +55,6 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
 
 class StartError(Exception):
     """A parameter or model problem that stops the node from starting; the message says why."""
-
-
-def model_search_path() -> list[Path]:
-    """Where a relative ``model`` is looked for after the current directory."""
-    dirs = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            dirs.append(Path(get_package_share_directory("pisr_ros")) / "models")
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
-    dirs.append(Path(__file__).resolve().parents[2] / "models")  # the source tree
-    return dirs
-
-
-def resolve_model(name: str) -> Path:
-    path = Path(name).expanduser()
-    if path.is_absolute() or path.exists():
-        candidates = [path]
-    else:
-        candidates = [path] + [d / name for d in model_search_path()]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(c) for c in candidates)
-    hint = (f"make it with `pisr-ros export --model CHECKPOINT.pt --out {name} --size HxW`" if path.suffix == ".onnx"
-            else "train one with `pisr-ros train` or use the shipped pd_light_base_synth.pt")
-    raise StartError(f"model {name!r} not found (looked at: {looked}); {hint}")
 
 
 class PanopticNode(Node):
@@ -147,7 +116,10 @@ class PanopticNode(Node):
     def _load_predictor(self, values: dict):
         from pisr_ros.inference.predictor import Predictor, default_postprocess
 
-        path = resolve_model(values["model"])
+        try:
+            path = find_model(values["model"])
+        except UsageError as exc:
+            raise StartError(str(exc)) from exc
         size = tuple(values["input_size"]) if list(values["input_size"]) != [0, 0] else None
         try:
             predictor = Predictor.from_file(str(path), backend=values["backend"], device=values["device"],
