@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -54,17 +52,14 @@ def main(args: argparse.Namespace) -> int:
     from pisr_ros.data.synth import render_scene
     from pisr_ros.inference.predict_cli import parse_size
     from pisr_ros.ros.image_codec import array_to_image
+    from pisr_ros.ros.node_process import NodeProcess
 
     size = parse_size(args.size, "--size")
     if args.rate <= 0 or args.seconds <= 0:
         raise UsageError("--rate and --seconds must be positive")
     ns = f"/bench_{uuid.uuid4().hex[:6]}"
-    repo = Path(__file__).resolve().parents[2]
-    node_cmd = [sys.executable, "-m", "pisr_ros.ros.panoptic_node", "--ros-args", "-r", f"__ns:={ns}",
-                "--params-file", str(repo / "config" / "panoptic.yaml"), "-p", f"model:={args.model}",
-                "-p", f"backend:={args.backend}", "-p", f"input_transport:={args.transport}",
-                "-p", f"reliability:={args.reliability}"]
-    node = subprocess.Popen(node_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = NodeProcess("panoptic_node", ns, {"model": args.model, "backend": args.backend,
+                                             "input_transport": args.transport, "reliability": args.reliability})
     rclpy.init()
     ros = rclpy.create_node("bench_node_client")
     arrivals: dict[tuple[int, int], float] = {}
@@ -104,8 +99,8 @@ def main(args: argparse.Namespace) -> int:
         # Wait until the node answers (model loading, discovery).
         deadline = time.monotonic() + 120
         while not arrivals:
-            if node.poll() is not None or time.monotonic() > deadline:
-                raise UsageError(f"panoptic_node did not come up:\n{node.stdout.read() if node.poll() is not None else ''}")
+            if not node.running() or time.monotonic() > deadline:
+                raise UsageError(f"panoptic_node did not come up:\n{node.output()[-3000:]}")
             publish(0)
             rclpy.spin_once(ros, timeout_sec=0.5)
         sent: list[tuple[tuple[int, int], float]] = []
@@ -132,11 +127,7 @@ def main(args: argparse.Namespace) -> int:
             rclpy.spin_once(ros, timeout_sec=0.05)
         diag_end = dict(diagnostics[-1]) if diagnostics else {}
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        node.stop()
         ros.destroy_node()
         rclpy.try_shutdown()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pisr_ros import cli
+from pisr_ros.ros.node_process import NodeProcess
 
 CAMERA = "/front"
 # The synthetic scenes' camera (pisr_ros.data.synth.Camera): level, at 1.1-1.7 m, focal length
@@ -183,10 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                  "--topic", f"{CAMERA}/image_raw", "--rate", "10", "--force"]):
         return 1
     step("occupancy_grid_node, then the bag live through panoptic_node")
-    repo = Path(__file__).resolve().parents[2]
-    grid_node = subprocess.Popen([sys.executable, "-m", "pisr_ros.ros.occupancy_grid_node", "--ros-args",
-                                  "-r", f"__ns:={CAMERA}", "--params-file", str(repo / "config" / "occupancy_grid.yaml")],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    grid_node = NodeProcess("occupancy_grid_node", CAMERA)
     watcher = GridWatcher(w, h)
     try:
         code = cli.main(["replay-eval", "--live", "--rate", "max", "--bag", str(out / "bag"), "--gt", str(out / "data"),
@@ -202,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             print("note: no occupancy grid arrived; grid.png not written", file=sys.stderr)
     finally:
         watcher.close()
-        grid_node.terminate()
-        try:
-            grid_node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            grid_node.kill()
+        grid_node.stop()
     if code:
         return code
     step("the same bag offline (the Predictor, no ROS): the reference")

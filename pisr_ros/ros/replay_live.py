@@ -8,7 +8,6 @@ Id maps are spilled to .npy files as they arrive, so a long bag does not live in
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,34 +19,11 @@ import numpy as np
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation.bags import read_raw_messages
 from pisr_ros.evaluation.replay import FrameResult, ReplayOutput
+from pisr_ros.ros.node_process import NodeProcess
 
 READY_TIMEOUT_S = 120.0  # model loading and discovery, on a busy 2-core machine
 ATTACH_TIMEOUT_S = 15.0  # a running node is found by discovery alone
 SETTLE_S = 10.0  # after the last frame: how long outstanding results may take
-
-
-class _NodeProcess:
-    def __init__(self, camera: str, params: dict[str, str]):
-        cmd = [sys.executable, "-m", "pisr_ros.ros.panoptic_node", "--ros-args", "-r", f"__ns:={camera}"]
-        config = Path(__file__).resolve().parents[2] / "config" / "panoptic.yaml"
-        if config.is_file():
-            cmd += ["--params-file", str(config)]
-        for key, value in params.items():
-            cmd += ["-p", f"{key}:={value}"]
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, attach: bool = False,
@@ -74,7 +50,7 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
                   # Replay is loss-free end to end: a lost frame would be the link's fault, not the node's.
                   "reliability": "reliable"}
         params.update(node_params or {})
-        node = _NodeProcess(camera, params)
+        node = NodeProcess("panoptic_node", camera, params)
     context = rclpy.context.Context()
     rclpy.init(context=context)
     ros = rclpy.create_node("replay_eval", context=context)
@@ -127,7 +103,7 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
             if predicate():
                 return True
             executor.spin_once(timeout_sec=0.01)
-            if node is not None and node.proc.poll() is not None:
+            if node is not None and not node.running():
                 raise UsageError(f"panoptic_node exited (status {node.proc.returncode}):\n{node.output()[-2000:]}")
         return predicate()
 
