@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,30 +22,23 @@ from std_msgs.msg import Header
 from pisr_ros.data.synth import render_scene
 from pisr_ros.msg import PanopticInstanceArray, PanopticLabelInfo
 from pisr_ros.ros.image_codec import array_to_image
+from pisr_ros.ros.node_process import NodeProcess as PackageNode
 
 CAMERA = (256, 512)  # frames smaller than the network input: the node must give labels at this size
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class NodeProcess:
-    """panoptic_node started as `panoptic_node --ros-args ...` in a fresh namespace."""
+class NodeProcess(PackageNode):
+    """panoptic_node started as its own process (`python -m`, the package's params file) in a
+    fresh namespace."""
 
     def __init__(self, *params: str):
         self.ns = f"/cam_{uuid.uuid4().hex[:8]}"
-        args = [sys.executable, "-m", "pisr_ros.ros.panoptic_node", "--ros-args", "-r", f"__ns:={self.ns}",
-                "--params-file", "config/panoptic.yaml", "-p", "threads:=2"]
-        for p in params:
-            args += ["-p", p]
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"panoptic_node{self.ns.replace('/', '_')}.log"
-        self.log_file = open(self.log, "w")
-        self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT)
+        overrides = dict(p.split(":=", 1) for p in ("threads:=2", *params))
+        super().__init__("panoptic_node", self.ns, overrides)
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}"
-
-    def output(self) -> str:
-        self.log_file.flush()
-        return self.log.read_text()
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -54,13 +46,7 @@ class NodeProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
-    def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log_file.close()
+    close = PackageNode.stop
 
 
 @pytest.fixture(scope="module")
