@@ -24,7 +24,7 @@ TENSORRT_OPS = frozenset({
     "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Equal", "Expand",
     "Gather", "Gemm", "GlobalAveragePool", "MatMul", "MaxPool", "Mul", "Relu", "Reshape",
     "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt", "Sub", "TopK", "Transpose",
-    "Unsqueeze", "Where", "ReduceSum", "Pow", "Squeeze", "Neg", "Flatten", "Clip",
+    "Unsqueeze", "Where", "ReduceSum", "ReduceMax", "Exp", "Pow", "Squeeze", "Neg", "Flatten", "Clip",
     "Range",  # integer bounds only (float bounds must be initializers): see pisr.instance_heatmaps
 })
 

@@ -101,12 +101,16 @@ class PanopticDeepLab(nn.Module):
 
         # With PISR these are the intermediate heads (the paper's semantic/instance generators).
         self.semantic_head, self.center_head, self.offset_head = heads(0)
+        self.pisr = None
         if spec.pisr.enabled:
-            self.pisr = PISR(sd.channels + idc.channels, IS_THING.tolist(), spec.pisr, OUTPUT_STRIDE)
+            self.pisr = PISR((sd.channels, idc.channels), IS_THING.tolist(), spec.pisr, OUTPUT_STRIDE)
             pc = spec.pisr.out_channels
-            self.final_semantic_head, self.final_center_head, self.final_offset_head = heads(pc)
-        else:
-            self.pisr = None
+            if spec.pisr.fusion == "concat":
+                self.final_semantic_head, self.final_center_head, self.final_offset_head = heads(pc)
+            else:
+                # One head for all corrections: on PISR's coarse grid it costs little, and the
+                # semantic and instance outputs read the same F_pan anyway.
+                self.refine_head = Head(pc, h.semantic_channels, spec.num_classes + 3, h.kernel_size, h.convs)
 
     def _predict(self, sem_feat, ins_feat, sem_head, center_head, offset_head):
         # Offsets are learned in grid cells and reported in input pixels (detectron2 does the
@@ -121,10 +125,18 @@ class PanopticDeepLab(nn.Module):
                                                  self.center_head, self.offset_head)
         if self.pisr is None:
             return {"semantic": semantic, "center": center, "offset": offset}
-        f_pan = self.pisr(torch.cat([sem_feat, ins_feat], dim=1), semantic, center, offset)
-        out = dict(zip(("semantic", "center", "offset"), self._predict(
-            torch.cat([sem_feat, f_pan], dim=1), torch.cat([ins_feat, f_pan], dim=1),
-            self.final_semantic_head, self.final_center_head, self.final_offset_head)))
+        feats = [sem_feat, ins_feat]
+        if self.spec.pisr.fusion == "concat":
+            f_pan = self.pisr(feats, semantic, center, offset)
+            out = dict(zip(("semantic", "center", "offset"), self._predict(
+                torch.cat([sem_feat, f_pan], dim=1), torch.cat([ins_feat, f_pan], dim=1),
+                self.final_semantic_head, self.final_center_head, self.final_offset_head)))
+        else:
+            f_pan = self.pisr(feats, semantic, center, offset, upsample=False)
+            delta = _resize(self.refine_head(f_pan), semantic)
+            c = semantic.shape[1]
+            out = {"semantic": semantic + delta[:, :c], "center": center + delta[:, c:c + 1],
+                   "offset": offset + delta[:, c + 1:] * float(OUTPUT_STRIDE)}
         if self.training:
             out.update(semantic_aux=semantic, center_aux=center, offset_aux=offset)
         return out

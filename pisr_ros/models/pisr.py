@@ -71,7 +71,8 @@ class PISR(nn.Module):
     """F_pan from decoder features and intermediate predictions.
 
     ``forward(features, semantic, center, offset)``: ``features`` (N,Cin,h,w) is what the
-    base decoders produced at stride ``stride``; ``semantic`` (N,num_classes,h,w) logits,
+    base decoders produced at stride ``stride`` (or a list of maps whose channels add up to
+    Cin, concatenated here); ``semantic`` (N,num_classes,h,w) logits,
     ``center`` (N,1,h,w), ``offset`` (N,2,h,w) in input pixels are the intermediate heads'
     outputs. Returns F_pan (N, spec.out_channels, h, w). With ``return_extras=True`` also a
     dict with the encodings ``E`` (N,L,C) before re-weighting, the weights ``omega``
@@ -80,12 +81,14 @@ class PISR(nn.Module):
     coarser than the input maps).
     """
 
-    def __init__(self, in_channels: int, thing_mask, spec, stride: int = 4):
+    def __init__(self, in_channels: int | tuple[int, ...], thing_mask, spec, stride: int = 4):
         super().__init__()
         self.spec = spec
         self.stride = stride
         self.k = spec.top_k
-        self.in_channels = in_channels
+        # One entry per feature map forward() receives (the model passes its two decoders').
+        self.in_splits = tuple(in_channels) if isinstance(in_channels, (tuple, list)) else (in_channels,)
+        in_channels = self.in_channels = sum(self.in_splits)
         c, ck, cv = spec.channels, spec.key_channels, spec.value_channels
         num_classes = len(thing_mask)
         self.num_categories = num_classes + spec.top_k
@@ -106,7 +109,10 @@ class PISR(nn.Module):
         """E_pan = [S; I] F^T, normalised per category (N,L,C), and F (N,C,h,w)."""
         feat = self.in_proj(feats)
         n, c, h, w = feat.shape
-        probs = torch.softmax(semantic, dim=1).reshape(n, -1, h * w)
+        # softmax over channels, written out: ONNX Runtime runs a Softmax on a non-last axis
+        # as transpose, softmax, transpose, which cost 1.3 ms of the light model's 512x1024 run.
+        exp = torch.exp(semantic - semantic.amax(dim=1, keepdim=True))
+        probs = (exp / exp.sum(dim=1, keepdim=True)).reshape(n, -1, h * w)
         things = (probs * self.thing_mask).sum(1)
         inst = instance_heatmaps(center, offset, things, self.k, self.spec.nms_kernel,
                                  self.spec.heatmap_radius, stride)
@@ -117,16 +123,20 @@ class PISR(nn.Module):
         enc = enc / (cat.sum(dim=2, keepdim=True) + 1.0)
         return enc, feat
 
-    def forward(self, feats, semantic, center, offset, return_extras: bool = False):
-        size = feats.shape[-2:]
+    def forward(self, feats, semantic, center, offset, return_extras: bool = False, upsample: bool = True):
+        if isinstance(feats, torch.Tensor):
+            feats = [feats]
+        size = feats[0].shape[-2:]
         s = self.spec.downsample
         if s > 1:
             # Work on a coarser grid: features, logits and offsets averaged, centers max-pooled
             # so that peaks survive.
-            feats = average_pool(feats, s, self.in_channels)
+            feats = [average_pool(f, s, c) for f, c in zip(feats, self.in_splits, strict=True)]
             semantic = average_pool(semantic, s, self.num_categories - self.k)
             offset = average_pool(offset, s, 2)
             center = F.max_pool2d(center, s, s)
+        # Concatenated after pooling: a concat on the coarse grid moves s*s times less memory.
+        feats = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
         raw, feat = self.encodings(feats, semantic, center, offset, self.stride * s)
         omega = self.reweight(raw) if self.reweight is not None else None
         enc = raw * omega if omega is not None else raw
@@ -141,10 +151,13 @@ class PISR(nn.Module):
         # Stage 2: F_pan = g_q(E~)^T g_p(F_sp); g_p (a 1x1 conv over categories) mixes them,
         # g_q maps them back to features.
         values = self.g_q(enc)  # (N,L,Cv)
-        f_pan = torch.matmul(self.g_p(attention), values)  # (N,hw,Cv)
+        # g_p(A) V = A (W_p^T V) + b_p V: the same product with g_p moved onto the L x Cv
+        # values instead of the hw x L attention map.
+        mixed = torch.matmul(self.g_p.weight.t(), values)
+        f_pan = torch.matmul(attention, mixed) + torch.matmul(self.g_p.bias, values).unsqueeze(1)  # (N,hw,Cv)
         f_pan = f_pan.transpose(1, 2).reshape(n, -1, h, w)
         f_pan = self.out_proj(f_pan)
-        if s > 1:
+        if s > 1 and upsample:
             f_pan = F.interpolate(f_pan, size=size, mode="bilinear", align_corners=False)
         if return_extras:
             return f_pan, {"E": raw, "omega": omega,

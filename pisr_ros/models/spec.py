@@ -26,6 +26,7 @@ from pisr_ros.taxonomy import NUM_CLASSES
 CHECKPOINT_FORMAT = "pisr_ros.checkpoint/1"
 #: Spec fields a checkpoint may differ in from the spec it is loaded with.
 FREE_SPEC_FIELDS = ("name:", "input_size:", "loss.")
+FUSIONS = ("concat", "residual")
 
 
 # Defaults: the CPU default model, config/models/pd_light_pisr.yaml (a test keeps them equal).
@@ -82,6 +83,13 @@ class PISRSpec:
     nms_kernel: int = 3  # cells of the grid PISR runs on (stride 4 x downsample)
     separable: bool = True  # h(F)'s 3x3 conv depthwise-separable (cheaper, for CPUs)
     downsample: int = 2  # run PISR on a grid this many times coarser than the heads' stride 4
+    # How F_pan reaches the final outputs: "concat" = final heads on [decoder ; F_pan] at stride 4;
+    # "residual" = a head on F_pan, on PISR's grid, adds corrections to the intermediate outputs.
+    fusion: str = "concat"
+
+    def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise UsageError(f"model spec: pisr.fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
 
 
 @dataclass(frozen=True)

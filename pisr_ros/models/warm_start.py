@@ -7,6 +7,10 @@ final heads with the extra F_pan inputs switched off: the new input columns of e
 head's first pointwise conv start at zero. At step 0 the warm-started model therefore
 predicts exactly what the base model predicts, and training only has to learn what PISR adds.
 Training PISR from scratch on the CPU budget did not learn semantics at all (docs/ablation.md).
+
+With ``pisr.fusion: residual`` there are no final heads: the copied heads give the intermediate
+outputs, and the refine head, whose corrections are added to them, starts with its last layer at
+zero, so again step 0 predicts what the base predicts.
 """
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ class WarmStartReport:
     copied: list[str] = field(default_factory=list)  # same name and shape
     widened: list[str] = field(default_factory=list)  # base tensor in a leading slice
     fresh: list[str] = field(default_factory=list)  # no counterpart in the base: left as built
+    silenced: list[str] = field(default_factory=list)  # fresh, but set to zero (refine head's last layer)
 
     def summary(self) -> str:
-        return (f"warm start: {len(self.copied)} tensors copied, {len(self.widened)} widened "
-                f"(final heads: F_pan inputs start at zero), {len(self.fresh)} new (PISR)")
+        widened = f", {len(self.widened)} widened (final heads: F_pan inputs start at zero)" if self.widened else ""
+        silent = "; the refine head's last layer starts at zero" if self.silenced else ""
+        return f"warm start: {len(self.copied)} tensors copied{widened}, {len(self.fresh)} new (PISR{silent})"
 
 
 def _source_name(name: str, base: dict) -> str | None:
@@ -85,5 +91,18 @@ def warm_start(model: nn.Module, base_state: dict[str, torch.Tensor]) -> WarmSta
     if unused:
         raise ValueError(f"warm start: base weights with no place in the model: {', '.join(unused[:8])}"
                          + (f" (+{len(unused) - 8} more)" if len(unused) > 8 else ""))
+    # A residual PISR model (pisr.fusion: residual) has no final heads to copy: its refine head
+    # adds corrections to the copied heads' outputs, and starts silent by a zero last layer.
+    for name in _last_layer_names(model, "refine_head"):
+        state[name] = torch.zeros_like(state[name])
+        report.silenced.append(name)
     model.load_state_dict(state)
     return report
+
+
+def _last_layer_names(model: nn.Module, head: str) -> list[str]:
+    module = getattr(model, head, None)
+    if module is None:
+        return []
+    index = len(module) - 1
+    return [f"{head}.{index}.{p}" for p, _ in module[index].named_parameters()]

@@ -19,6 +19,7 @@ from pisr_ros.models.spec import (
     load_checkpoint,
     load_spec,
     save_checkpoint,
+    spec_differences,
 )
 from pisr_ros.taxonomy import IS_THING, NUM_CLASSES, by_name
 
@@ -68,7 +69,8 @@ def test_center_selection_takes_local_maxima_in_score_order():
 
 
 @pytest.mark.parametrize("pisr", [dict(enabled=False), dict(reweight=False), dict(),
-                                  dict(downsample=2, separable=True)])
+                                  dict(downsample=2, separable=True),
+                                  dict(downsample=2, fusion="residual")])
 def test_variants_build_and_run(pisr):
     model = build_model(tiny_spec(**pisr))
     x = torch.randn(2, 3, 64, 128)
@@ -103,7 +105,8 @@ def synthetic_batch(n=2, h=64, w=128, seed=0):
     return torch.stack(images), collate_targets(targets)
 
 
-@pytest.mark.parametrize("pisr", [dict(), dict(downsample=2, separable=True)])
+@pytest.mark.parametrize("pisr", [dict(), dict(downsample=2, separable=True),
+                                  dict(downsample=2, fusion="residual")])
 def test_every_pisr_parameter_gets_a_gradient(pisr):
     torch.manual_seed(0)
     spec = tiny_spec(**pisr)
@@ -168,6 +171,12 @@ def test_config_specs_load_and_the_light_default_is_about_1m_parameters():
     assert light == ModelSpec()  # the dataclass defaults are the CPU default model
     assert not load_spec(CONFIGS / "pd_light_base.yaml").pisr.enabled
     assert not load_spec(CONFIGS / "pd_light_pisr_norw.yaml").pisr.reweight
+    # The residual variants differ from the two above in the fusion alone.
+    for name in ("pd_light_pisr", "pd_light_pisr_norw"):
+        plain, residual = load_spec(CONFIGS / f"{name}.yaml"), load_spec(CONFIGS / f"{name.replace('pisr', 'pisr_residual')}.yaml")
+        assert residual.pisr.fusion == "residual"
+        assert spec_differences(plain.to_dict(), residual.to_dict()) == [
+            f"name: {name!r} != {name.replace('pisr', 'pisr_residual')!r}", "pisr.fusion: 'concat' != 'residual'"]
     r50 = load_spec(CONFIGS / "pd_r50_pisr.yaml")
     assert r50.backbone.name == "resnet" and r50.backbone.depth == 50 and r50.pisr.enabled
 
@@ -176,6 +185,9 @@ def test_spec_yaml_rejects_unknown_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("pisr:\n  topk: 8\n")
     with pytest.raises(Exception, match="topk"):
+        load_spec(bad)
+    bad.write_text("pisr:\n  fusion: add\n")
+    with pytest.raises(Exception, match="pisr.fusion must be one of concat, residual"):
         load_spec(bad)
 
 
@@ -209,18 +221,18 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
 # Ops TensorRT's ONNX parser supports; the export must stay inside this set.
 TENSORRT_OPS = {
     "Add", "AveragePool", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Equal", "Expand",
-    "Flatten", "Gather", "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Mul", "Pow", "ReduceSum", "Relu",
+    "Exp", "Flatten", "Gather", "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Mul", "Pow", "ReduceMax", "ReduceSum", "Relu",
     "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt", "Sub", "TopK", "Transpose",
     "Unsqueeze", "Where",
 }
 
 
-@pytest.mark.parametrize("downsample", [1, 2])
-def test_onnx_export_matches_torch(downsample):
+@pytest.mark.parametrize("downsample, fusion", [(1, "concat"), (2, "concat"), (2, "residual")])
+def test_onnx_export_matches_torch(downsample, fusion):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = build_model(tiny_spec(downsample=downsample)).eval()
+    model = build_model(tiny_spec(downsample=downsample, fusion=fusion)).eval()
     x = torch.randn(1, 3, 64, 128)
     buf = io.BytesIO()
     names = ["semantic", "center", "offset"]

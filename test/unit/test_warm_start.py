@@ -20,6 +20,11 @@ def base_and_pisr():
     return base, pisr
 
 
+@pytest.fixture(scope="module")
+def base_model(base_and_pisr):
+    return base_and_pisr[0]
+
+
 def test_warm_started_pisr_predicts_what_the_base_predicts(base_and_pisr):
     base, pisr = base_and_pisr
     report = warm_start(pisr, base.state_dict())
@@ -43,3 +48,20 @@ def test_warm_start_refuses_a_base_of_another_architecture(base_and_pisr):
     other = build_model(load_spec("config/models/pd_r50_pisr.yaml"))
     with pytest.raises(ValueError, match="does not fit|no place"):
         warm_start(pisr, other.state_dict())
+
+
+def test_warm_started_residual_pisr_predicts_what_the_base_predicts(base_model):
+    torch.manual_seed(1)
+    residual = build_model(load_spec("config/models/pd_light_pisr_residual.yaml"))
+    report = warm_start(residual, base_model.state_dict())
+    assert not report.widened and all(n.startswith(("pisr.", "refine_head.")) for n in report.fresh)
+    residual.eval()
+    x = torch.randn(1, 3, 128, 256)
+    with torch.no_grad():
+        a, b = base_model(x), residual(x)
+    for key in ("semantic", "center", "offset"):
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-5)
+    # The refine head starts silent, not disconnected: once its last layer moves, F_pan shows.
+    with torch.no_grad():
+        residual.refine_head[-1].weight.add_(0.1)
+        assert not torch.allclose(residual(x)["semantic"], a["semantic"], atol=1e-3)
