@@ -59,6 +59,13 @@ def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     if a.shape[:2] == (h, w):
         return a
+    if a.ndim == 2 and h % a.shape[0] == 0 and w % a.shape[1] == 0:
+        # Whole-number factors (the network's grid to the camera's): output pixel i samples
+        # source i // k, so one broadcast copy does it, ~3x faster than the two gathers.
+        ky, kx = h // a.shape[0], w // a.shape[1]
+        out = np.empty((a.shape[0], ky, a.shape[1], kx), a.dtype)
+        out[...] = a[:, None, :, None]
+        return out.reshape(h, w)
     rows = a if a.shape[0] == h else np.take(a, nearest_indices(a.shape[0], h), axis=0)
     return rows if a.shape[1] == w else np.take(rows, nearest_indices(a.shape[1], w), axis=1)
 
