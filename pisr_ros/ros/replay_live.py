@@ -42,6 +42,7 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
     from tqdm import tqdm
 
     from pisr_ros.msg import PanopticLabelInfo
+    from pisr_ros.ros.image_cdr import parse_image
 
     compressed = msgtype.endswith("CompressedImage")
     node = None
@@ -65,17 +66,19 @@ def run_live(bag, topic: str, msgtype: str, camera: str, *, rate: float | None, 
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     ns = camera.rstrip("/")
 
-    def on_labels(msg: Image) -> None:
+    def on_labels(serialized: bytes) -> None:
+        # Serialized, so that 8 MB of labels are not deserialized only to be saved.
+        now = time.perf_counter()
+        msg = parse_image(serialized)
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         if stamp not in sent_at or stamp in received:
             return
-        now = time.perf_counter()
-        ids = np.frombuffer(msg.data, np.int32).reshape(msg.height, msg.width)
+        ids = np.frombuffer(msg.data, np.int32, count=msg.height * msg.width).reshape(msg.height, msg.width)
         path = Path(spill.name) / f"{stamp}.npy"
         np.save(path, ids)
         received[stamp] = (path, now - sent_at[stamp])
 
-    ros.create_subscription(Image, f"{ns}/panoptic/labels", on_labels, reliable)
+    ros.create_subscription(Image, f"{ns}/panoptic/labels", on_labels, reliable, raw=True)
     if overlays > 0:
         import cv2
 
