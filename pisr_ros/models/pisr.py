@@ -74,7 +74,8 @@ class PISR(nn.Module):
     base decoders produced at stride ``stride`` (or a list of maps whose channels add up to
     Cin, concatenated here); ``semantic`` (N,num_classes,h,w) logits,
     ``center`` (N,1,h,w), ``offset`` (N,2,h,w) in input pixels are the intermediate heads'
-    outputs. Returns F_pan (N, spec.out_channels, h, w). With ``return_extras=True`` also a
+    outputs. Returns F_pan (N, spec.out_channels, h, w), or with ``upsample=False`` on the grid
+    PISR ran on (``spec.downsample`` times coarser). With ``return_extras=True`` also a
     dict with the encodings ``E`` (N,L,C) before re-weighting, the weights ``omega``
     (N,L,1) (None without re-weighting) and the attention map (N,L,h',w'), where
     L = num_classes + K and (h',w') is the grid PISR ran on (``spec.downsample`` times
