@@ -1,18 +1,20 @@
-"""sensor_msgs Image and CompressedImage as serialized CDR, read and written with numpy.
+"""sensor_msgs Image as serialized CDR, written and read with numpy.
 
-The node takes its camera frames as serialized bytes (``raw=True`` subscriptions) and publishes
-its two large outputs the same way (``Publisher.publish`` takes bytes). rclpy would otherwise
-copy each 6-8 MB payload several times between numpy, Python messages, C messages and CDR, and
-would deserialize every frame, also the half that latest-frame-wins drops. Here a received
-frame is parsed in O(1) (its pixels stay a view of the received bytes) and an output is one
-copy of the array into the serialized message.
+``panoptic_node`` publishes its image outputs as serialized messages (``Publisher.publish``
+takes bytes): the array is copied once into the message, instead of once into a Python
+message, again into rclpy's C message and again by its serializer. Recorders that need only a
+frame's header or a view of its pixels (``bench-node``, ``replay-eval --live``) read the
+serialized labels with ``parse_image`` (``raw=True`` subscriptions) and skip deserializing 8 MB.
+
+The node's camera input stays an ordinary subscription: taking the frames serialized was
+measured slower (docs/panoptic_node.md).
 
 The layout is plain CDR (XCDR1) as ROS 2's rmw implementations write it: a 4-byte
 encapsulation header (``00 01`` little-endian, ``00 00`` big-endian, then two option bytes),
 then the fields in order, each aligned to its size counted from the end of that header;
 strings are a uint32 length including the terminating NUL, then the bytes and the NUL.
-Malformed input raises ``MalformedImage("cdr", ...)`` so that the node counts it like any
-other bad frame. No rclpy import here: the tests compare against rclpy's serializer.
+Malformed input raises ``MalformedImage("cdr", ...)``. No rclpy import here: the tests compare
+against rclpy's serializer.
 """
 from __future__ import annotations
 
@@ -50,15 +52,6 @@ class RawImage:
     encoding: str
     is_bigendian: int
     step: int
-    data: memoryview
-
-
-@dataclass(frozen=True)
-class RawCompressedImage:
-    """The fields of a sensor_msgs/CompressedImage; ``data`` is a view into the message."""
-
-    header: Header
-    format: str
     data: memoryview
 
 
@@ -119,14 +112,6 @@ def parse_image(buf) -> RawImage:
     is_bigendian = r.uint8("is_bigendian")
     step = r.uint32("step")
     return RawImage(header, height, width, encoding, is_bigendian, step, r.octets("data"))
-
-
-def parse_compressed_image(buf) -> RawCompressedImage:
-    """A serialized sensor_msgs/CompressedImage as a ``RawCompressedImage``."""
-    r = _Reader(buf)
-    header = r.header()
-    fmt = r.string("format")
-    return RawCompressedImage(header, fmt, r.octets("data"))
 
 
 class _Writer:

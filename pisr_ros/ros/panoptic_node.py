@@ -13,8 +13,7 @@ input's header unchanged.
 The node is a thin shell around ``pisr_ros.inference.Predictor``. Latest frame wins: the
 subscription only keeps the newest message; an inference thread takes it when free, so a
 frame that a newer one replaces before inference starts is dropped and counted, never queued.
-Frames arrive and images leave as serialized CDR (``ros/image_cdr.py``): a frame is parsed in
-O(1) and its pixels are never copied before inference, whether or not it is dropped.
+The image outputs are written straight into serialized messages (``ros/image_cdr.py``).
 """
 from __future__ import annotations
 
@@ -33,7 +32,6 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
-from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
 from pisr_ros.errors import UsageError
@@ -43,7 +41,7 @@ from pisr_ros.inference.model_files import find_model
 from pisr_ros.msg import PanopticInstanceArray, PanopticLabelInfo
 from pisr_ros.overlay import overlay
 from pisr_ros.ros.diagnostics import NodeStats, status
-from pisr_ros.ros.image_cdr import RawCompressedImage, image_cdr, parse_compressed_image, parse_image
+from pisr_ros.ros.image_cdr import image_cdr
 from pisr_ros.ros.messages import instance_array_msg, label_info_msg
 from pisr_ros.ros.panoptic_params import PARAMS, problem
 
@@ -95,10 +93,9 @@ class PanopticNode(Node):
         # the node itself keeps only the newest frame.
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=INPUT_DEPTH, reliability=reliability)
         if values["input_transport"] == "compressed":
-            self.sub = self.create_subscription(CompressedImage, "image_raw/compressed", self._on_compressed,
-                                                input_qos, raw=True)
+            self.sub = self.create_subscription(CompressedImage, "image_raw/compressed", self._on_compressed, input_qos)
         else:
-            self.sub = self.create_subscription(Image, "image_raw", self._on_image, input_qos, raw=True)
+            self.sub = self.create_subscription(Image, "image_raw", self._on_image, input_qos)
 
         self._lock = threading.Lock()
         self._pending = None  # (message, arrival time.perf_counter())
@@ -146,9 +143,9 @@ class PanopticNode(Node):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------------ input
-    def _reject(self, exc: MalformedImage, msg=None) -> None:
+    def _reject(self, exc: MalformedImage, msg) -> None:
         self.stats.reject(exc.reason)
-        frame = msg.header.frame_id if msg is not None else "?"
+        frame = getattr(msg.header, "frame_id", "")
         self.get_logger().warning(f"rejected a message (frame_id {frame!r}): {exc}",
                                   throttle_duration_sec=LOG_THROTTLE_S)
 
@@ -160,20 +157,16 @@ class PanopticNode(Node):
             self._pending = (msg, time.perf_counter())
         self._wake.set()
 
-    def _on_image(self, serialized: bytes) -> None:
-        msg = None
+    def _on_image(self, msg: Image) -> None:
         try:
-            msg = parse_image(serialized)
             check_image_msg(msg, self.params["max_image_pixels"])
         except MalformedImage as exc:
             self._reject(exc, msg)
             return
         self._offer(msg)
 
-    def _on_compressed(self, serialized: bytes) -> None:
-        msg = None
+    def _on_compressed(self, msg: CompressedImage) -> None:
         try:
-            msg = parse_compressed_image(serialized)
             check_compressed_msg(msg)
         except MalformedImage as exc:
             self._reject(exc, msg)
@@ -202,15 +195,14 @@ class PanopticNode(Node):
     def _process(self, msg, arrived: float) -> None:
         started = time.perf_counter()
         max_pixels = self.params["max_image_pixels"]
-        if isinstance(msg, RawCompressedImage):
+        if isinstance(msg, CompressedImage):
             image, order = compressed_to_array(msg, max_pixels)
         else:
             image, order = image_to_array(msg, max_pixels)
         decoded = time.perf_counter()
         result = self.predictor(image, order)
         predicted = time.perf_counter()
-        header = Header(stamp=Time(sec=msg.header.stamp.sec, nanosec=msg.header.stamp.nanosec),
-                        frame_id=msg.header.frame_id)
+        header = msg.header
         h, w = image.shape[:2]
         self.pub_labels.publish(image_cdr(result.id_map, "32SC1", header))
         self.pub_semantic.publish(image_cdr(result.semantic, "mono8", header))

@@ -4,11 +4,11 @@ import struct
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from pisr_ros.image_decode import MalformedImage, image_to_array
-from pisr_ros.ros.image_cdr import image_cdr, parse_compressed_image, parse_image
+from pisr_ros.ros.image_cdr import image_cdr, parse_image
 
 RNG = np.random.default_rng(0)
 
@@ -62,13 +62,6 @@ def test_a_parsed_frame_decodes_without_copying_its_pixels():
     image, order = image_to_array(parse_image(serialized), 1 << 20)
     assert order == "bgr" and np.array_equal(image, bgr)
     assert np.shares_memory(image, np.frombuffer(serialized, np.uint8))
-
-
-def test_compressed_images_parse():
-    msg = CompressedImage(header=_header("cam"), format="jpeg")
-    msg.data = b"\xff\xd8jpegbytes"
-    raw = parse_compressed_image(serialize_message(msg))
-    assert (raw.header.frame_id, raw.format, bytes(raw.data)) == ("cam", "jpeg", b"\xff\xd8jpegbytes")
 
 
 def test_big_endian_cdr_is_read_too():
