@@ -63,6 +63,6 @@ clean:
 # The main job on an embedded default: 20 synthetic scenes as a rosbag, played live through
 # panoptic_node (the shipped CPU model) and occupancy_grid_node, scored against their labels, and
 # the same bag offline as the reference. Report: out/demo/summary.md (pisr_ros/ros/demo.py).
-DEMO_MODEL := models/pd_light_base_synth.pt
+DEMO_MODEL := models/pd_light_pisr_residual_synth.pt
 demo: setup
 	source env.sh && $(DDS_ENV) python -m pisr_ros.ros.demo --out out/demo --model $(DEMO_MODEL)

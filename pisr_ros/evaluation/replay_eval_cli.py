@@ -13,7 +13,7 @@ from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import bags, replay
 from pisr_ros.inference.model_files import find_model
 
-DEFAULT_MODEL = "models/pd_light_base_synth.pt"
+DEFAULT_MODEL = "models/pd_light_pisr_residual_synth.pt"
 
 _EPILOG = f"""\
 The bag needs the camera's images on <camera>/image_raw (sensor_msgs/Image) or

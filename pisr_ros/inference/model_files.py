@@ -62,7 +62,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
         if path.suffix == ".onnx":
             raise UsageError(f"no ONNX file at {path}; make it with `{EXPORT_HINT.format(path=path)}`")
         raise UsageError(f"no model file at {path}; train one with `pisr-ros train` "
-                         "or use the shipped models/pd_light_base_synth.pt")
+                         "or use the shipped models/pd_light_pisr_residual_synth.pt")
     if path.suffix == ".onnx":
         import onnx
 
@@ -140,5 +140,5 @@ def find_model(name: str) -> Path:
             return candidate
     looked = ", ".join(str(c) for c in candidates)
     hint = (f"make it with `pisr-ros export --model CHECKPOINT.pt --out {name} --size HxW`" if path.suffix == ".onnx"
-            else "train one with `pisr-ros train` or use the shipped pd_light_base_synth.pt")
+            else "train one with `pisr-ros train` or use the shipped pd_light_pisr_residual_synth.pt")
     raise UsageError(f"model {name!r} not found (looked at: {looked}); {hint}")

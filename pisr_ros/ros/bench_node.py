@@ -25,7 +25,8 @@ from pisr_ros.errors import UsageError
 
 _EPILOG = """\
 examples:
-  pisr-ros bench-node --model pd_light_base_synth.pt --size 1024x2048 --rate 30 --seconds 20
+  pisr-ros bench-node --size 1024x2048 --rate 30 --seconds 20            # the default model
+  pisr-ros bench-node --model pd_light_base_synth.pt --seconds 20         # another one
   pisr-ros bench-node --backend noop --size 1024x2048 --rate 30 --seconds 20   # the node's overhead
 """
 
@@ -33,7 +34,7 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
-    parser.add_argument("--model", default="pd_light_base_synth.pt", help="the node's model parameter")
+    parser.add_argument("--model", default="pd_light_pisr_residual_synth.pt", help="the node's model parameter")
     parser.add_argument("--backend", default="auto", help="the node's backend parameter (noop: no network)")
     parser.add_argument("--size", default="1024x2048", metavar="HxW", help="camera frame size (default: 1024x2048)")
     parser.add_argument("--rate", type=float, default=30.0, metavar="HZ", help="camera rate (default: 30)")

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out/demo")
     parser.add_argument("--frames", type=int, default=20, help="synthetic scenes (default: 20)")
     parser.add_argument("--size", default="1024x2048", metavar="HxW")
-    parser.add_argument("--model", default="models/pd_light_base_synth.pt")
+    parser.add_argument("--model", default="models/pd_light_pisr_residual_synth.pt")
     args = parser.parse_args(argv)
     out = Path(args.out)
     h, w = (int(v) for v in args.size.split("x"))

@@ -34,7 +34,7 @@ class Param:
 
 
 PARAMS: tuple[Param, ...] = (
-    Param("model", "pd_light_base_synth.pt",
+    Param("model", "pd_light_pisr_residual_synth.pt",
           "Checkpoint (.pt) or exported ONNX (.onnx); relative paths are looked up in the current "
           "directory, then in the package's models/."),
     Param("backend", "auto", "Inference backend; auto picks the fastest available; noop runs no network "

@@ -15,7 +15,8 @@ from pisr_ros.taxonomy import LABEL_TO_TRAIN, VOID_TRAIN_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 # shipped file -> the spec it must have been trained from
-SHIPPED = {"pd_light_base_synth.pt": "pd_light_base.yaml", "pd_light_pisr_synth.pt": "pd_light_pisr.yaml"}
+SHIPPED = {"pd_light_base_synth.pt": "pd_light_base.yaml",
+           "pd_light_pisr_residual_synth.pt": "pd_light_pisr_residual.yaml"}
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
