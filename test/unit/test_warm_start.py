@@ -25,17 +25,23 @@ def base_model(base_and_pisr):
     return base_and_pisr[0]
 
 
+def assert_same_predictions(base, model, x):
+    """``model`` (put in eval mode) predicts what ``base`` predicts for ``x``; base's outputs."""
+    model.eval()
+    with torch.no_grad():
+        a, b = base(x), model(x)
+    for key in ("semantic", "center", "offset"):
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-5)
+    return a
+
+
 def test_warm_started_pisr_predicts_what_the_base_predicts(base_and_pisr):
     base, pisr = base_and_pisr
     report = warm_start(pisr, base.state_dict())
     assert report.widened and report.copied
     assert all(n.startswith("pisr.") for n in report.fresh)
-    pisr.eval()
     x = torch.randn(1, 3, 128, 256)
-    with torch.no_grad():
-        a, b = base(x), pisr(x)
-    for key in ("semantic", "center", "offset"):
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-5)
+    a = assert_same_predictions(base, pisr, x)
     # ...and PISR is wired in: its output reaches the final heads once their F_pan columns move.
     with torch.no_grad():
         f_pan_columns = slice(pisr.spec.semantic_decoder.channels, None)
@@ -55,12 +61,8 @@ def test_warm_started_residual_pisr_predicts_what_the_base_predicts(base_model):
     residual = build_model(load_spec("config/models/pd_light_pisr_residual.yaml"))
     report = warm_start(residual, base_model.state_dict())
     assert not report.widened and all(n.startswith(("pisr.", "refine_head.")) for n in report.fresh)
-    residual.eval()
     x = torch.randn(1, 3, 128, 256)
-    with torch.no_grad():
-        a, b = base_model(x), residual(x)
-    for key in ("semantic", "center", "offset"):
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-5)
+    a = assert_same_predictions(base_model, residual, x)
     # The refine head starts silent, not disconnected: once its last layer moves, F_pan shows.
     with torch.no_grad():
         residual.refine_head[-1].weight.add_(0.1)
