@@ -21,7 +21,7 @@ from std_msgs.msg import Header
 
 from pisr_ros.data.synth import render_scene
 from pisr_ros.msg import PanopticInstanceArray, PanopticLabelInfo
-from pisr_ros.ros.image_codec import array_to_image
+from pisr_ros.ros.image_cdr import image_cdr
 from pisr_ros.ros.node_process import NodeProcess as PackageNode
 
 CAMERA = (256, 512)  # frames smaller than the network input: the node must give labels at this size
@@ -96,9 +96,9 @@ class Client:
         return h
 
     def send_raw(self, bgr):
-        msg = array_to_image(bgr, "bgr8", self.header())
-        self.pub.publish(msg)
-        return msg.header
+        header = self.header()
+        self.pub.publish(image_cdr(bgr, "bgr8", header))
+        return header
 
     def send_jpeg(self, bgr):
         msg = CompressedImage(header=self.header(), format="jpeg")
