@@ -73,13 +73,15 @@ class _Reader:
         self.pos += n
         return self.buf[start:start + n]
 
-    def uint32(self, what: str) -> int:
+    def _word(self, code: str, what: str) -> int:
         self.pos += -self.pos % 4
-        return struct.unpack(self.order + "I", self._take(4, what))[0]
+        return struct.unpack(self.order + code, self._take(4, what))[0]
+
+    def uint32(self, what: str) -> int:
+        return self._word("I", what)
 
     def int32(self, what: str) -> int:
-        self.pos += -self.pos % 4
-        return struct.unpack(self.order + "i", self._take(4, what))[0]
+        return self._word("i", what)
 
     def uint8(self, what: str) -> int:
         return self._take(1, what)[0]
@@ -128,9 +130,15 @@ class _Writer:
         if pad:
             self._put(b"\x00" * pad)
 
-    def uint32(self, value: int, fmt: str = "<I") -> None:
+    def _word(self, code: str, value: int) -> None:
         self._align(4)
-        self._put(struct.pack(fmt, value))
+        self._put(struct.pack("<" + code, value))
+
+    def uint32(self, value: int) -> None:
+        self._word("I", value)
+
+    def int32(self, value: int) -> None:
+        self._word("i", value)
 
     def uint8(self, value: int) -> None:
         self._put(bytes((value,)))
@@ -145,7 +153,7 @@ class _Writer:
         self._put(data)
 
     def header(self, header) -> None:
-        self.uint32(int(header.stamp.sec), "<i")
+        self.int32(int(header.stamp.sec))
         self.uint32(int(header.stamp.nanosec))
         self.string(header.frame_id)
 
