@@ -89,7 +89,7 @@ class PISR(nn.Module):
         self.k = spec.top_k
         # One entry per feature map forward() receives (the model passes its two decoders').
         self.in_splits = tuple(in_channels) if isinstance(in_channels, (tuple, list)) else (in_channels,)
-        in_channels = self.in_channels = sum(self.in_splits)
+        in_channels = sum(self.in_splits)
         c, ck, cv = spec.channels, spec.key_channels, spec.value_channels
         num_classes = len(thing_mask)
         self.num_categories = num_classes + spec.top_k
