@@ -28,7 +28,10 @@ examples:
   pisr-ros bench-node --size 1024x2048 --rate 30 --seconds 20            # the default model
   pisr-ros bench-node --model pd_light_base_synth.pt --seconds 20         # another one
   pisr-ros bench-node --backend noop --size 1024x2048 --rate 30 --seconds 20   # the node's overhead
+  pisr-ros bench-node --also semantic instances      # as with an occupancy grid and an instance user
 """
+# Outputs that --also subscribes besides the labels (a node publishes to nobody for free).
+ALSO = ("semantic", "instances", "overlay")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", choices=("raw", "compressed"), default="raw")
     parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort",
                         help="QoS of the camera publisher and the node's subscription (default: best_effort)")
+    parser.add_argument("--also", nargs="+", choices=ALSO, default=[], metavar="OUTPUT",
+                        help="subscribe these outputs too (" + ", ".join(ALSO) + "); by default only the "
+                             "labels are, and the node skips the overlay and hands DDS the rest for nobody")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
 
@@ -56,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
 
     from pisr_ros.data.synth import render_scene
     from pisr_ros.inference.predict_cli import parse_size
+    from pisr_ros.msg import PanopticInstanceArray
     from pisr_ros.ros.image_cdr import image_cdr, parse_image
     from pisr_ros.ros.node_process import NodeProcess
 
@@ -84,6 +91,13 @@ def main(args: argparse.Namespace) -> int:
     ros.create_subscription(Image, f"{ns}/panoptic/labels", on_labels,
                             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE), raw=True)
     ros.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    # Extra outputs are received serialized and only counted: the bench pays no deserialization.
+    also_arrivals: dict[str, list[float]] = {name: [] for name in args.also}
+    for name in args.also:
+        def count(_serialized: bytes, name=name):
+            also_arrivals[name].append(time.monotonic())
+        ros.create_subscription(PanopticInstanceArray if name == "instances" else Image, f"{ns}/panoptic/{name}",
+                                count, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE), raw=True)
     frames = [np.ascontiguousarray(render_scene(11, "val", i, size)[0][..., ::-1]) for i in range(4)]
     if args.transport == "compressed":
         pub = ros.create_publisher(CompressedImage, f"{ns}/image_raw/compressed", camera_qos)
@@ -152,10 +166,13 @@ def main(args: argparse.Namespace) -> int:
         "node_stages_p50_ms": {k[len("stage_"):-len("_p50_ms")]: float(v) for k, v in diag_end.items()
                                if k.startswith("stage_")},
         "node_dropped": int(diag_end.get("dropped_frames", 0)) - int((diag_start or {}).get("dropped_frames", 0)),
+        # Messages of each extra output that arrived from the measured window's start on.
+        "also_received": {name: sum(t >= measure_from for t in times) for name, times in also_arrivals.items()},
     }
     meta = {"date": time.strftime("%Y-%m-%d"), "size": list(size), "rate_hz": args.rate, "seconds": args.seconds,
             "backend": diag_end.get("backend", args.backend), "model": diag_end.get("model", args.model),
-            "transport": args.transport, "reliability": args.reliability, "cpus": os.cpu_count(),
+            "transport": args.transport, "reliability": args.reliability, "also": list(args.also),
+            "cpus": os.cpu_count(),
             "dds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")}
     lat = results["latency_ms"]
     print(f"{meta['backend']} {args.model} {size[0]}x{size[1]} {args.transport} at {args.rate:g} Hz for "
@@ -164,6 +181,8 @@ def main(args: argparse.Namespace) -> int:
           f"{lat['median'] or float('nan'):.1f} ms, p90 {lat['p90'] or float('nan'):.1f} ms; node stamp->publish "
           f"p50 {results['node_latency_ms']['p50']:.1f} ms, p90 {results['node_latency_ms']['p90']:.1f} ms; "
           f"in the node (arrival->publish) p50 {results['in_node_ms']['p50']:.1f} ms, p90 {results['in_node_ms']['p90']:.1f} ms")
+    if args.also:
+        print("also received: " + ", ".join(f"{k} {v}" for k, v in results["also_received"].items()))
     print("in the node, p50 ms per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in results["node_stages_p50_ms"].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

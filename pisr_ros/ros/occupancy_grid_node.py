@@ -33,6 +33,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
 from sensor_msgs.msg import CameraInfo, Image
 
+from pisr_ros.allocator import keep_freed_memory
 from pisr_ros.grid.camera import CameraModel
 from pisr_ros.grid.config import PARAMETERS, GridConfig, config_from_params
 from pisr_ros.grid.pipeline import GridBuilder, GridFrame, Pose2D
@@ -268,6 +269,7 @@ class OccupancyGridNode(Node):
 def main(argv: list[str] | None = None) -> int:
     """Run the node until shut down; 2 when its parameters are refused at start."""
     args = sys.argv if argv is None else [sys.argv[0], *argv]
+    memory = keep_freed_memory()
     # A context of its own (so that tests can call main() beside other nodes), with rclpy's signal
     # handlers all the same: without them Ctrl-C cannot wake an executor blocked in rcl_wait.
     context = rclpy.context.Context()
@@ -280,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             rclpy.logging.get_logger(NODE_NAME).error(f"refusing to start: {exc}")
             print(f"{NODE_NAME}: refusing to start: {exc}", file=sys.stderr)
             return 2
+        node.get_logger().info(memory)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         try:

@@ -34,6 +34,7 @@ from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from pisr_ros.allocator import keep_freed_memory
 from pisr_ros.errors import UsageError
 from pisr_ros.image_decode import (MalformedImage, check_compressed_msg, check_image_msg, compressed_to_array,
                                    image_to_array)
@@ -239,6 +240,7 @@ class PanopticNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
+    memory = keep_freed_memory()
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         node = PanopticNode()
@@ -247,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[panoptic_node] cannot start: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    node.get_logger().info(memory)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
