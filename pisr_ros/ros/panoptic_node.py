@@ -214,8 +214,10 @@ class PanopticNode(Node):
             picture = overlay(bgr, result.semantic, result.id_map, self.params["overlay_alpha"])
             self.pub_overlay.publish(image_cdr(picture, "bgr8", header))
             self.stats.overlay()
+            self.stats.stages(overlay=time.perf_counter() - published)
         # Where a frame's time goes, for diagnostics: waiting for the inference thread, decoding,
-        # the Predictor (its own stages too), converting and publishing the outputs.
+        # the Predictor (its own stages too), converting and publishing the outputs (the overlay,
+        # when made, above).
         self.stats.stages(wait=started - arrived, decode=decoded - started, predict=predicted - decoded,
                           publish=published - predicted, **{f"predictor_{k}": v for k, v in self.predictor.last_timings.items()})
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
