@@ -6,7 +6,7 @@ of it. glibc's malloc serves such large requests with ``mmap`` and returns them 
 ``free``, so the next frame's buffer starts as untouched pages and each 4 KiB page costs a
 fault when first written. On the 2-core development VM, resizing a 512x1024 id map to 1024x2048
 and copying it into a message took 10.3 ms that way and 3.8 ms with the settings below (median
-of 50 in one process); in the node, publishing the outputs went from 9.4 to 5.5 ms
+of 50 in one process); in the node, publishing the outputs went from 9.4 to 4.9 ms
 (docs/panoptic_node.md).
 
 ``keep_freed_memory`` raises glibc's mmap threshold, so that these buffers come from the heap,

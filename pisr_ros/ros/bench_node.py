@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="QoS of the camera publisher and the node's subscription (default: best_effort)")
     parser.add_argument("--also", nargs="+", choices=ALSO, default=[], metavar="OUTPUT",
                         help="subscribe these outputs too (" + ", ".join(ALSO) + "); by default only the "
-                             "labels are, and the node skips the overlay and hands DDS the rest for nobody")
+                             "labels are subscribed, and the node makes no overlay")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
 

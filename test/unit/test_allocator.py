@@ -25,9 +25,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _faults(mode: str, env: dict | None = None) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"} \
-        if env is None else env
+def _faults(mode: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     done = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, env=env,
                           timeout=120, check=True)
     return int(done.stdout.strip()), done.stderr
