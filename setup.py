@@ -30,8 +30,8 @@ setup(
         "console_scripts": [
             "pisr-ros = pisr_ros.cli:main",
             # The same executables colcon installs into lib/pisr_ros for `ros2 run`.
-            "panoptic_node = pisr_ros.ros.panoptic_node:main",
-            "occupancy_grid_node = pisr_ros.ros.occupancy_grid_node:main",
+            "panoptic_node = pisr_ros.ros.entry:panoptic_node",
+            "occupancy_grid_node = pisr_ros.ros.entry:occupancy_grid_node",
         ],
     },
 )

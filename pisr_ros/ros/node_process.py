@@ -16,7 +16,7 @@ class NodeProcess:
                  params_file: str | None = None):
         """``node``: panoptic_node or occupancy_grid_node; ``params_file`` defaults to the
         package's config/<node without _node>.yaml when it is there."""
-        cmd = [sys.executable, "-m", f"pisr_ros.ros.{node}", "--ros-args", "-r", f"__ns:={namespace}"]
+        cmd = [sys.executable, "-m", "pisr_ros.ros.entry", node, "--ros-args", "-r", f"__ns:={namespace}"]
         default = CONFIG / f"{node.removesuffix('_node')}.yaml"
         params_file = params_file or (str(default) if default.is_file() else None)
         if params_file:
