@@ -10,11 +10,16 @@ Stages, each timed in ``last_timings`` (seconds) for ``pisr-ros bench`` and the 
   postprocess  center NMS, grouping, merging (pisr_ros.postprocess), on the same device
   resize       the id map (and semantic map, confidence) back to the image's size (nearest),
                and the segments, computed on the small map (pisr_ros.panoptic.segments_of)
+
+``predict`` runs them in one go. ``run_network`` (preprocess, network) and ``finish``
+(postprocess, resize) split them in two, so that a caller can run the network of one frame
+while another thread finishes the frame before (panoptic_node's pipeline).
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -28,6 +33,15 @@ from pisr_ros.postprocess.panoptic_deeplab import PostprocessConfig, panoptic_de
 
 ENCODINGS = ("rgb", "bgr")
 STAGES = ("preprocess", "network", "postprocess", "resize")
+
+
+@dataclass
+class NetworkOutput:
+    """The heads of a batch, between ``Predictor.run_network`` and ``Predictor.finish``."""
+
+    heads: dict[str, torch.Tensor]
+    sizes: list[tuple[int, int]]  # each image's (H, W): what the results are resized to
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage so far
 
 
 def default_postprocess(device: str | torch.device) -> PostprocessConfig:
@@ -116,16 +130,26 @@ class Predictor:
     def predict(self, images: Sequence[np.ndarray] | np.ndarray, encoding: str = "rgb") -> list[PanopticResult]:
         """``PanopticResult`` per image; ``images`` is one HxWx3 uint8 image, a list of them (sizes
         may differ), or an (N,H,W,3) uint8 array."""
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         if isinstance(images, np.ndarray) and images.ndim == 4:
             images = list(images)
         elif isinstance(images, np.ndarray):
             images = [images]
-        for img in images:
-            check_image(img)
         if not images:
             return []
+        out = self.run_network(images, encoding)
+        results = self.finish(out)
+        self.last_timings = out.timings
+        return results
+
+    def run_network(self, images: Sequence[np.ndarray], encoding: str = "rgb") -> NetworkOutput:
+        """The first half of ``predict``: preprocess and network, for a non-empty list of images.
+        Timings go into the result, not ``last_timings``: the halves may run on two threads."""
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        if not images:
+            raise ValueError("run_network needs at least one image")
+        for img in images:
+            check_image(img)
         t0 = time.perf_counter()
         x = self.preprocess(images, encoding)
         self._sync()
@@ -133,14 +157,20 @@ class Predictor:
         heads = self.backend.run(x)
         self._sync()
         t2 = time.perf_counter()
-        batch = panoptic_deeplab_postprocess(heads["semantic"], heads["center"], heads["offset"],
+        return NetworkOutput(heads, [img.shape[:2] for img in images], {"preprocess": t1 - t0, "network": t2 - t1})
+
+    def finish(self, out: NetworkOutput) -> list[PanopticResult]:
+        """The second half of ``predict``: postprocess and resize ``out`` to its images' sizes,
+        with the post-processing settings of the moment."""
+        t2 = time.perf_counter()
+        batch = panoptic_deeplab_postprocess(out.heads["semantic"], out.heads["center"], out.heads["offset"],
                                              input_size=self.input_size, cfg=self.postprocess)
         ids = batch.id_map.cpu().numpy()
         conf = batch.confidence.cpu().numpy()
         t3 = time.perf_counter()
-        results = [self._at_image_size(ids[i], conf[i], img.shape[:2]) for i, img in enumerate(images)]
+        results = [self._at_image_size(ids[i], conf[i], size) for i, size in enumerate(out.sizes)]
         t4 = time.perf_counter()
-        self.last_timings = dict(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)))
+        out.timings.update(postprocess=t3 - t2, resize=t4 - t3)
         return results
 
     def _at_image_size(self, ids: np.ndarray, conf: np.ndarray, size: tuple[int, int]) -> PanopticResult:

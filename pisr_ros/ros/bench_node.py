@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=30.0, metavar="HZ", help="camera rate (default: 30)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds (default: 20)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds sent before measuring (default: 5)")
+    parser.add_argument("--pipeline", choices=("on", "off"), default="on",
+                        help="the node's pipeline parameter (default: on, as the node's default)")
     parser.add_argument("--transport", choices=("raw", "compressed"), default="raw")
     parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort",
                         help="QoS of the camera publisher and the node's subscription (default: best_effort)")
@@ -71,7 +73,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--rate and --seconds must be positive")
     ns = f"/bench_{uuid.uuid4().hex[:6]}"
     node = NodeProcess("panoptic_node", ns, {"model": args.model, "backend": args.backend,
-                                             "input_transport": args.transport, "reliability": args.reliability})
+                                             "input_transport": args.transport, "reliability": args.reliability,
+                                             "pipeline": "true" if args.pipeline == "on" else "false"})
     rclpy.init()
     ros = rclpy.create_node("bench_node_client")
     arrivals: dict[tuple[int, int], float] = {}
@@ -172,10 +175,11 @@ def main(args: argparse.Namespace) -> int:
     meta = {"date": time.strftime("%Y-%m-%d"), "size": list(size), "rate_hz": args.rate, "seconds": args.seconds,
             "backend": diag_end.get("backend", args.backend), "model": diag_end.get("model", args.model),
             "transport": args.transport, "reliability": args.reliability, "also": list(args.also),
-            "cpus": os.cpu_count(),
+            "pipeline": args.pipeline == "on", "cpus": os.cpu_count(),
             "dds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")}
     lat = results["latency_ms"]
-    print(f"{meta['backend']} {args.model} {size[0]}x{size[1]} {args.transport} at {args.rate:g} Hz for "
+    print(f"{meta['backend']} {args.model} {size[0]}x{size[1]} {args.transport} at {args.rate:g} Hz, pipeline "
+          f"{args.pipeline}, for "
           f"{args.seconds:g} s: {results['output_fps']:.1f} frames/s out ({answered}/{len(sent)} answered, "
           f"{results['node_dropped']} dropped by the node); latency stamp->labels here median "
           f"{lat['median'] or float('nan'):.1f} ms, p90 {lat['p90'] or float('nan'):.1f} ms; node stamp->publish "

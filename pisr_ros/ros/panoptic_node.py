@@ -13,14 +13,19 @@ input's header unchanged.
 The node is a thin shell around ``pisr_ros.inference.Predictor``. Latest frame wins: the
 subscription only keeps the newest message; an inference thread takes it when free, so a
 frame that a newer one replaces before inference starts is dropped and counted, never queued.
+With ``pipeline`` (the default) an output thread post-processes and publishes each frame while
+the inference thread runs the next one's network: at most two frames in flight, published in
+the order they came.
 The image outputs are written straight into serialized messages (``ros/image_cdr.py``).
 """
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rclpy
@@ -46,6 +51,9 @@ from pisr_ros.ros.image_cdr import image_cdr
 from pisr_ros.ros.messages import instance_array_msg, label_info_msg
 from pisr_ros.ros.panoptic_params import PARAMS, problem
 
+if TYPE_CHECKING:
+    from pisr_ros.inference.predictor import NetworkOutput
+
 LOG_THROTTLE_S = 5.0
 # Outputs are reliable so that recorders and replay evaluation see every frame; a few frames of
 # history cover a subscriber that is briefly slower than the node.
@@ -53,6 +61,18 @@ OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=3, reliability=Re
 INPUT_DEPTH = 4
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@dataclass
+class _Frame:
+    """A frame between the network and publishing."""
+
+    header: Header
+    arrived: float  # time.perf_counter() at arrival
+    image: np.ndarray
+    order: str  # bgr or rgb
+    network: NetworkOutput
+    network_done: float  # time.perf_counter()
 
 
 class StartError(Exception):
@@ -102,6 +122,21 @@ class PanopticNode(Node):
         self._pending = None  # (message, arrival time.perf_counter())
         self._wake = threading.Event()
         self._running = True
+        # With ``pipeline``, the network of a frame runs while a second thread post-processes
+        # and publishes the frame before; on 2 cores that uses CPU time the network's own
+        # threads leave idle (docs/panoptic_node.md).
+        self._handoff: queue.Queue[_Frame] | None = queue.Queue(maxsize=1) if values["pipeline"] else None
+        self._output = None
+        if self._handoff is not None:
+            if self.predictor.backend.name != "torch":
+                # Post-processing (torch) then runs beside the network; torch's own pool
+                # threads would compete with the network's for the cores (2 cores: 14.2-14.8
+                # frames/s with them, 15.1-18.2 without; docs/panoptic_node.md).
+                import torch
+
+                torch.set_num_threads(1)
+            self._output = threading.Thread(target=self._output_loop, name="panoptic_output", daemon=True)
+            self._output.start()
         self._worker = threading.Thread(target=self._work, name="panoptic_inference", daemon=True)
         self._worker.start()
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
@@ -185,15 +220,39 @@ class PanopticNode(Node):
                 continue
             msg, arrived = pending
             try:
-                self._process(msg, arrived)
+                frame = self._run_network(msg, arrived)
             except MalformedImage as exc:
                 self._reject(exc, msg)
+                continue
             except Exception as exc:  # the node must outlive any one frame
-                self.stats.fail()
-                self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=LOG_THROTTLE_S)
+                self._failed(exc)
+                continue
+            if self._handoff is None:
+                self._finish(frame)
+                continue
+            # Waits while the output thread is still busy with the frame before: at most one
+            # frame in the network and one being published, never a queue.
+            while self._running:
+                try:
+                    self._handoff.put(frame, timeout=0.5)
+                    break
+                except queue.Full:
+                    pass
 
-    def _process(self, msg, arrived: float) -> None:
+    def _output_loop(self) -> None:
+        while self._running:
+            try:
+                frame = self._handoff.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._finish(frame)
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.fail()
+        self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _run_network(self, msg, arrived: float) -> _Frame:
         started = time.perf_counter()
         max_pixels = self.params["max_image_pixels"]
         if isinstance(msg, CompressedImage):
@@ -201,28 +260,40 @@ class PanopticNode(Node):
         else:
             image, order = image_to_array(msg, max_pixels)
         decoded = time.perf_counter()
-        result = self.predictor(image, order)
-        predicted = time.perf_counter()
-        header = msg.header
+        network = self.predictor.run_network([image], order)
+        self.stats.stages(wait=started - arrived, decode=decoded - started)
+        return _Frame(msg.header, arrived, image, order, network, time.perf_counter())
+
+    def _finish(self, frame: _Frame) -> None:
+        try:
+            self._publish(frame)
+        except Exception as exc:  # the node must outlive any one frame
+            self._failed(exc)
+
+    def _publish(self, frame: _Frame) -> None:
+        started = time.perf_counter()
+        result = self.predictor.finish(frame.network)[0]
+        finished = time.perf_counter()
+        header, image = frame.header, frame.image
         h, w = image.shape[:2]
         self.pub_labels.publish(image_cdr(result.id_map, "32SC1", header))
         self.pub_semantic.publish(image_cdr(result.semantic, "mono8", header))
         self.pub_instances.publish(instance_array_msg(result.segments, header, h, w))
         published = time.perf_counter()
         if self.pub_overlay.get_subscription_count() > 0:
-            bgr = image if order == "bgr" else np.ascontiguousarray(image[..., ::-1])
+            bgr = image if frame.order == "bgr" else np.ascontiguousarray(image[..., ::-1])
             picture = overlay(bgr, result.semantic, result.id_map, self.params["overlay_alpha"])
             self.pub_overlay.publish(image_cdr(picture, "bgr8", header))
             self.stats.overlay()
             self.stats.stages(overlay=time.perf_counter() - published)
-        # Where a frame's time goes, for diagnostics: waiting for the inference thread, decoding,
-        # the Predictor (its own stages too), converting and publishing the outputs (the overlay,
-        # when made, above).
-        self.stats.stages(wait=started - arrived, decode=decoded - started, predict=predicted - decoded,
-                          publish=published - predicted, **{f"predictor_{k}": v for k, v in self.predictor.last_timings.items()})
+        # Where a frame's time goes, for diagnostics: waiting for the inference thread and
+        # decoding (recorded above), the Predictor's stages, waiting for the output thread
+        # (handoff), converting and publishing the outputs (the overlay, when made, above).
+        self.stats.stages(handoff=started - frame.network_done, publish=published - finished,
+                          **{f"predictor_{k}": v for k, v in frame.network.timings.items()})
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
-        self.stats.frame_out(max(0.0, now - stamp), time.perf_counter() - arrived)
+        self.stats.frame_out(max(0.0, now - stamp), time.perf_counter() - frame.arrived)
 
     # ------------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
@@ -239,6 +310,8 @@ class PanopticNode(Node):
         self._running = False
         self._wake.set()
         self._worker.join(timeout=5.0)
+        if self._output is not None:
+            self._output.join(timeout=5.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,14 @@ def raw_node():
 
 
 @pytest.fixture(scope="module")
+def serial_node():
+    """Without the pipeline: network, post-processing and publishing on one thread."""
+    node = NodeProcess("pipeline:=false")
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
 def compressed_node():
     node = NodeProcess("input_transport:=compressed")
     yield node
@@ -153,6 +161,19 @@ def test_a_frame_gets_labels_semantic_and_instances_that_agree(ros_node, spin_un
         ys, xs = np.nonzero(ids == inst.id)
         assert (inst.bbox.x_offset, inst.bbox.y_offset) == (xs.min(), ys.min())
         assert inst.class_id == inst.id // 1000
+
+
+def test_the_node_with_and_without_its_pipeline_gives_the_same_outputs(ros_node, spin_until, raw_node, serial_node,
+                                                                      frame_bgr):
+    outputs = []
+    for node in (raw_node, serial_node):
+        client = Client(ros_node, spin_until, node)
+        header = client.first_result(lambda: client.send_raw(frame_bgr))
+        outputs.append(client.result_for(header))
+    (labels_a, semantic_a, instances_a), (labels_b, semantic_b, instances_b) = outputs
+    np.testing.assert_array_equal(_labels_array(labels_a), _labels_array(labels_b))
+    assert bytes(semantic_a.data) == bytes(semantic_b.data)
+    assert instances_a.instances == instances_b.instances
 
 
 def test_overlay_is_computed_only_while_subscribed(ros_node, spin_until, raw_node, frame_bgr):
@@ -274,6 +295,9 @@ def test_frames_faster_than_the_model_are_dropped_latency_bounded_memory_flat(ro
     dropped = int(diag["dropped_frames"]) - before
     answered = [m for m in client.received["labels"] if any(m.header == h for h in sent_headers)]
     assert dropped > 0 and len(answered) < len(sent_headers), (dropped, len(answered), len(sent_headers))
+    # Two frames in flight (network, publishing), published in the order they came.
+    order = [int(m.header.frame_id.rsplit("_", 1)[1]) for m in answered]
+    assert order == sorted(order) and len(set(order)) == len(order), order
     # Bounded latency: never a backlog, so p90 stays within a few frame times (not growing with the run).
     assert float(diag["latency_p90_ms"]) / 1e3 < 4 * per_frame + 0.5, (diag["latency_p90_ms"], per_frame)
     # Memory flat: no queue of frames builds up (a 256x512 frame is 0.4 MB; 30 of them queued would show).
@@ -313,6 +337,7 @@ def test_runtime_parameters_are_validated(ros_node, spin_until, raw_node, frame_
     (["center_threshold:=1.5"], "center_threshold"),
     (["backend:=tflite"], "backend must be one of"),
     (["input_size:=[100, 200]"], "multiples of 32"),
+    (["pipeline:=1"], "expecting type 'BOOL'"),
 ])
 def test_bad_start_parameters_fail_with_the_reason(params, message):
     args = [sys.executable, "-m", "pisr_ros.ros.panoptic_node", "--ros-args", "-r", "__ns:=/bad"]

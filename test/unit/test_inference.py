@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,27 @@ def test_predictor_results_are_consistent_and_batches_equal_single_images(frames
     bgr = np.ascontiguousarray(frames[0][..., ::-1])
     np.testing.assert_array_equal(predictor(bgr, "bgr").id_map, batch[0].id_map)
     assert set(predictor.last_timings) == {"preprocess", "network", "postprocess", "resize"}
+
+
+def test_network_and_finish_halves_equal_predict_with_the_settings_of_finish(frames):
+    """The node's pipeline runs the two halves on two threads; together they are ``predict``.
+    Post-processing settings are read by ``finish``: a change made while a frame is in the
+    network applies to that frame."""
+    predictor = Predictor.from_file(str(SHIPPED), backend="onnxruntime")
+    whole = predictor.predict(frames)
+    out = predictor.run_network(frames)
+    assert set(out.timings) == {"preprocess", "network"} and out.sizes == [f.shape[:2] for f in frames]
+    halves = predictor.finish(out)
+    assert set(out.timings) == {"preprocess", "network", "postprocess", "resize"}
+    for a, b in zip(whole, halves):
+        np.testing.assert_array_equal(a.id_map, b.id_map)
+        assert a.segments == b.segments
+    out = predictor.run_network(frames[:1])
+    predictor.postprocess = replace(predictor.postprocess, center_threshold=1.01)  # no center passes
+    assert not any(s.is_thing for s in predictor.finish(out)[0].segments)
+    assert any(s.is_thing for s in whole[0].segments)
+    with pytest.raises(ValueError, match="at least one image"):
+        predictor.run_network([])
 
 
 def test_onnx_file_serves_without_its_checkpoint(tmp_path, frames):
