@@ -131,7 +131,7 @@ class PanopticNode(Node):
             if self.predictor.backend.name != "torch":
                 # Post-processing (torch) then runs beside the network; torch's own pool
                 # threads would compete with the network's for the cores (2 cores: 14.2-14.8
-                # frames/s with them, 15.1-18.2 without; docs/panoptic_node.md).
+                # frames/s with them, below the serial node; docs/panoptic_node.md).
                 import torch
 
                 torch.set_num_threads(1)
