@@ -77,11 +77,12 @@ def test_resize_nearest_samples_pixel_centres():
     assert p.resize_nearest(a, (3, 2)).tolist() == [[1, 3], [5, 7], [9, 11]]  # centres 1 and 3
 
 
-@pytest.mark.parametrize("size", [(24, 32), (9, 32), (24, 5), (7, 13)])
-def test_whole_number_upscaling_equals_centre_sampling(size):
-    # resize_nearest copies by broadcasting when both factors are whole numbers; that shortcut
-    # must sample exactly the pixel centres the general path samples.
-    a = np.random.default_rng(0).integers(-1, 19000, (3, 4)).astype(np.int32)
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.float32])
+@pytest.mark.parametrize("size", [(24, 32), (9, 32), (24, 5), (7, 13), (3, 32), (24, 4)])
+def test_whole_number_upscaling_equals_centre_sampling(size, dtype):
+    # resize_nearest widens rows and copies them when both factors are whole numbers; that
+    # shortcut must sample exactly the pixel centres the general path samples.
+    a = np.random.default_rng(0).integers(0, 250, (3, 4)).astype(dtype)
     rows = p.nearest_indices(3, size[0])[:, None]
     cols = p.nearest_indices(4, size[1])[None, :]
     assert np.array_equal(p.resize_nearest(a, size), a[rows, cols])
