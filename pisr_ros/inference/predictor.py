@@ -4,7 +4,7 @@ backend.
     predictor = Predictor.from_file("models/pd_light_base_synth.pt", backend="auto")
     result = predictor(bgr_image, encoding="bgr")  # HxWx3 uint8 -> PanopticResult (HxW)
 
-Stages, each timed in ``last_timings`` (seconds) for ``pisr-ros bench`` and the node:
+Stages, each timed in ``last_timings`` (seconds; ``NetworkOutput.timings`` for the halves below):
   preprocess   resize to the network's input size and normalise, on the backend's device
   network      the backend call
   postprocess  center NMS, grouping, merging (pisr_ros.postprocess), on the same device
@@ -32,7 +32,6 @@ from pisr_ros.panoptic import PanopticResult, resize_nearest, segments_of, seman
 from pisr_ros.postprocess.panoptic_deeplab import PostprocessConfig, panoptic_deeplab_postprocess
 
 ENCODINGS = ("rgb", "bgr")
-STAGES = ("preprocess", "network", "postprocess", "resize")
 
 
 @dataclass
