@@ -72,6 +72,7 @@ class GridWatcher:
         self.node.create_subscription(Image, f"{CAMERA}/panoptic/semantic_grid", self._on_semantic, qos)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._stop = threading.Event()
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
 
@@ -83,14 +84,19 @@ class GridWatcher:
         self.semantic = msg
 
     def _spin(self):
-        while self.context.ok():
+        while not self._stop.is_set():
             self.executor.spin_once(timeout_sec=0.05)
 
     def close(self):
         import rclpy
 
-        rclpy.shutdown(context=self.context)
+        # The spin thread ends before the context does: a shutdown while spin_once waits raises
+        # ExternalShutdownException in that thread, which Python prints as a traceback.
+        self._stop.set()
         self.thread.join(timeout=5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
 
 
 def draw_grid(grid, semantic, path: Path) -> None:
