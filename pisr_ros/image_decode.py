@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pisr_ros.image_header import HeaderError, declared_size
+
 # encoding -> (channels, colour order the Predictor is told, cv2 conversion to 3 channels)
 ENCODINGS: dict[str, tuple[int, str, int | None]] = {
     "bgr8": (3, "bgr", None),
@@ -63,23 +65,33 @@ def image_to_array(msg, max_pixels: int) -> tuple[np.ndarray, str]:
     return image, order
 
 
-def check_compressed_msg(msg) -> None:
-    """The O(1) part of the checks; whether the data decodes shows only when decoding."""
+def check_compressed_msg(msg, max_pixels: int) -> None:
+    """Everything but decoding: the format, and the size the JPEG or PNG header declares
+    (``image_header``), so that a small message claiming a huge image is refused before a
+    decoder allocates its bitmap. Reads only the header: the node runs it on every arrival."""
     # image_transport writes "jpeg" or e.g. "bgr8; jpeg compressed bgr8".
     fmt = msg.format.lower()
     if not any(f in fmt for f in COMPRESSED_FORMATS):
         raise MalformedImage("format", f"compressed format {msg.format!r} is not jpeg or png")
     if len(msg.data) == 0:
         raise MalformedImage("empty", "no compressed data")
+    try:
+        _, w, h = declared_size(msg.data)
+    except HeaderError as exc:
+        # cv2 would decode other formats too (TIFF, WebP, ...): only JPEG and PNG get that far.
+        raise MalformedImage("corrupt", f"{msg.format} data ({len(msg.data)} bytes): {exc}") from exc
+    if h * w > max_pixels:
+        raise MalformedImage("too_large", f"{w}x{h} (declared by the {msg.format} header) is more than "
+                                          f"max_image_pixels ({max_pixels})")
 
 
 def compressed_to_array(msg, max_pixels: int) -> tuple[np.ndarray, str]:
     """(HxWx3 uint8 BGR array, "bgr") of a JPEG or PNG CompressedImage."""
-    check_compressed_msg(msg)
+    check_compressed_msg(msg, max_pixels)
     data = np.frombuffer(msg.data, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise MalformedImage("corrupt", f"{msg.format} data ({data.size} bytes) does not decode")
-    if image.shape[0] * image.shape[1] > max_pixels:
+    if image.shape[0] * image.shape[1] > max_pixels:  # the header said otherwise: never trust it alone
         raise MalformedImage("too_large", f"{image.shape[1]}x{image.shape[0]} is more than max_image_pixels ({max_pixels})")
     return image, "bgr"

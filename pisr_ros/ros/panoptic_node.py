@@ -28,10 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-import rclpy
-import rclpy.exceptions
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -39,7 +36,6 @@ from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from pisr_ros.allocator import keep_freed_memory
 from pisr_ros.errors import UsageError
 from pisr_ros.image_decode import (MalformedImage, check_compressed_msg, check_image_msg, compressed_to_array,
                                    image_to_array)
@@ -49,7 +45,9 @@ from pisr_ros.overlay import overlay
 from pisr_ros.ros.diagnostics import NodeStats, status
 from pisr_ros.ros.image_cdr import image_cdr
 from pisr_ros.ros.messages import instance_array_msg, label_info_msg
+from pisr_ros.ros.node_main import StartError, run
 from pisr_ros.ros.panoptic_params import PARAMS, problem
+from pisr_ros.ros.parameters import declare
 
 if TYPE_CHECKING:
     from pisr_ros.inference.predictor import NetworkOutput
@@ -75,25 +73,11 @@ class _Frame:
     network_done: float  # time.perf_counter()
 
 
-class StartError(Exception):
-    """A parameter or model problem that stops the node from starting; the message says why."""
-
-
 class PanopticNode(Node):
     def __init__(self, **kwargs):
         super().__init__("panoptic_node", **kwargs)
         self.stats = NodeStats()
-        try:
-            for p in PARAMS:
-                self.declare_parameter(p.name, p.default, p.descriptor())
-        except (rclpy.exceptions.InvalidParameterTypeException,
-                rclpy.exceptions.InvalidParameterValueException) as exc:
-            # A params file with a wrong type or a value outside the declared range.
-            raise StartError(f"invalid parameter: {exc}") from exc
-        values = {p.name: self.get_parameter(p.name).value for p in PARAMS}
-        problems = [msg for name, value in values.items() if (msg := problem(name, value))]
-        if problems:
-            raise StartError("invalid parameters: " + "; ".join(problems))
+        values = declare(self, PARAMS)  # raises StartError with every refused value
         self.params = values
         self.predictor = self._load_predictor(values)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -203,7 +187,7 @@ class PanopticNode(Node):
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         try:
-            check_compressed_msg(msg)
+            check_compressed_msg(msg, self.params["max_image_pixels"])
         except MalformedImage as exc:
             self._reject(exc, msg)
             return
@@ -315,28 +299,9 @@ class PanopticNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    memory = keep_freed_memory()
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = PanopticNode()
-    except StartError as exc:
-        # rclpy's logger is not set up for a node that failed to exist; stderr is what launch shows.
-        print(f"[panoptic_node] cannot start: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    node.get_logger().info(memory)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the node until shut down; 2 (and one line on stderr) when it cannot start.
+    ``argv``: the arguments after the program name; None: sys.argv."""
+    return run("panoptic_node", lambda context: PanopticNode(context=context), argv)
 
 
 if __name__ == "__main__":

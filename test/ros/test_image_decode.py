@@ -38,12 +38,20 @@ def test_every_encoding_gives_the_colour_image_it_holds(pad):
 
 
 def test_compressed_png_is_exact_and_jpeg_close():
+    # A smooth picture whose three channels differ (JPEG keeps such a picture within a few
+    # levels; swapped channels or a wrong size would be far off).
+    y, x = np.mgrid[0:48, 0:64]
+    smooth = np.stack([x * 4, y * 5, 255 - x * 2 - y], axis=2).astype(np.uint8)
     for fmt, ext in (("png", ".png"), ("jpeg", ".jpg"), ("bgr8; jpeg compressed bgr8", ".jpg")):
-        msg = CompressedImage(format=fmt, data=cv2.imencode(ext, BGR)[1].tobytes())
-        img, order = compressed_to_array(msg, MAX)
-        assert order == "bgr" and img.shape == BGR.shape
-        if ext == ".png":
-            assert np.array_equal(img, BGR)
+        for original in (BGR, smooth):
+            msg = CompressedImage(format=fmt, data=cv2.imencode(ext, original)[1].tobytes())
+            img, order = compressed_to_array(msg, MAX)
+            assert order == "bgr" and img.shape == original.shape and img.dtype == np.uint8
+            error = np.abs(img.astype(int) - original.astype(int))
+            if ext == ".png":
+                assert not error.any()
+            elif original is smooth:
+                assert error.mean() < 2.0 and error.max() < 16, (fmt, error.mean(), error.max())
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -62,7 +70,11 @@ def test_malformed_raw_images_are_refused_with_their_reason(change, reason):
 def test_malformed_compressed_images_are_refused_with_their_reason():
     for msg, reason in ((CompressedImage(format="tiff", data=b"x"), "format"),
                         (CompressedImage(format="jpeg", data=b""), "empty"),
-                        (CompressedImage(format="jpeg", data=b"\xff\xd8" + bytes(100)), "corrupt")):
+                        (CompressedImage(format="jpeg", data=b"\xff\xd8" + bytes(100)), "corrupt"),
+                        # a valid TIFF: cv2 would decode it, but only JPEG and PNG are read
+                        (CompressedImage(format="jpeg", data=cv2.imencode(".tiff", BGR)[1].tobytes()), "corrupt"),
+                        # a real JPEG that declares more pixels than allowed
+                        (CompressedImage(format="jpeg", data=cv2.imencode(".jpg", BGR)[1].tobytes()), "too_large")):
         with pytest.raises(MalformedImage) as err:
-            compressed_to_array(msg, MAX)
+            compressed_to_array(msg, MAX if reason != "too_large" else 5 * 7 - 1)
         assert err.value.reason == reason
