@@ -1,7 +1,8 @@
 """The occupancy grid's settings: one table of parameters, their defaults, ranges and checks.
 
-The table (:data:`PARAMETERS`) is what the ROS node declares, with the same descriptions and
-ranges, and what ``config/occupancy_grid.yaml`` sets (ROS params-file format). Names are flat
+The table (:data:`PARAMETERS`, a ``pisr_ros.params.ParamTable`` as panoptic_node's is) is what
+the ROS node declares, with the same descriptions and ranges, and what
+``config/occupancy_grid.yaml`` sets (ROS params-file format). Names are flat
 ROS parameter names: ``camera.pitch``, ``classes.car.effect``. Classes are Cityscapes' training
 classes, with spaces written as underscores (``traffic_light``).
 
@@ -22,6 +23,7 @@ from pisr_ros.grid.camera import CameraPose
 from pisr_ros.grid.inverse_sensor import EFFECTS, effect_table
 from pisr_ros.grid.layout import GridLayout
 from pisr_ros.grid.occupancy import FusionParams
+from pisr_ros.params import Param, ParamTable
 from pisr_ros.taxonomy import CLASSES
 
 #: The file shipped with the package, relative to the repository (or share/pisr_ros) root.
@@ -39,61 +41,66 @@ def class_key(name: str) -> str:
     return name.replace(" ", "_")
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: float | bool | str
-    description: str
-    low: float | None = None  # inclusive range for numbers, as ROS ranges are
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-
-
-def _specs() -> tuple[ParamSpec, ...]:
+def _params() -> ParamTable:
+    # All but use_odom and base_frame may change while the node runs (the grid then starts over);
+    # those two decide the subscriptions and the output frame.
     s = [
-        ParamSpec("base_frame", "base_link", "Frame the camera pose is given in; its z = 0 plane is the ground. "
-                  "The grid's frame_id without odometry."),
-        ParamSpec("use_odom", False, "Fuse frames in the odometry frame (subscribes `odom`, nav_msgs/Odometry) "
-                  "in a window that follows the robot; false: a single-frame grid in base_frame."),
-        ParamSpec("odom_tolerance", 0.2, "Seconds: the largest gap between a label image's stamp and the odometry "
-                  "used for it (interpolated when it brackets the stamp); frames without odometry are skipped.",
-                  0.0, 10.0),
-        ParamSpec("resolution", 0.1, "Metres per grid cell.", 0.01, 2.0),
-        ParamSpec("size_x", 40.0, "Grid extent along x (forward) in metres; a whole number of cells.", 0.01, 2000.0),
-        ParamSpec("size_y", 40.0, "Grid extent along y (left) in metres; a whole number of cells.", 0.01, 2000.0),
-        ParamSpec("offset_x", 10.0, "Metres: the grid's centre ahead of base_frame (of the robot, with odometry).",
-                  -1000.0, 1000.0),
-        ParamSpec("offset_y", 0.0, "Metres: the grid's centre left of base_frame (of the robot, with odometry).",
-                  -1000.0, 1000.0),
-        ParamSpec("max_range", 30.0, "Metres on the ground from the point below the camera; farther cells and "
-                  "contact points get no update (flat-ground error grows with distance).", 0.1, 1000.0),
-        ParamSpec("camera.x", 1.5, "Camera position in base_frame, metres (REP 103: x forward).", -100.0, 100.0),
-        ParamSpec("camera.y", 0.0, "Camera position in base_frame, metres (y left).", -100.0, 100.0),
-        ParamSpec("camera.z", 1.4, "Camera height above the ground, metres (z up); must be > 0.", 0.0, 100.0),
-        ParamSpec("camera.roll", 0.0, "Camera body roll in base_frame, radians.", -math.pi, math.pi),
-        ParamSpec("camera.pitch", 0.0, "Camera body pitch in base_frame, radians; positive looks down.",
-                  -math.pi, math.pi),
-        ParamSpec("camera.yaw", 0.0, "Camera body yaw in base_frame, radians; positive looks left.", -math.pi, math.pi),
-        ParamSpec("p_hit", 0.7, "Probability that a cell seen occupied is occupied; in (0.5, 1).", 0.5, 1.0),
-        ParamSpec("p_miss", 0.4, "Probability that a cell seen free is occupied; in (0, 0.5).", 0.0, 0.5),
-        ParamSpec("clamp_min", 0.12, "Lower clamp of a cell's occupancy probability; in (0, 0.5).", 0.0, 0.5),
-        ParamSpec("clamp_max", 0.97, "Upper clamp of a cell's occupancy probability; in (0.5, 1).", 0.5, 1.0),
-        ParamSpec("class_rate", 0.3, "Weight of one observation in a cell's class evidence (moving average); "
-                  "in (0, 1].", 0.0, 1.0),
+        Param("base_frame", "base_link", "Frame the camera pose is given in; its z = 0 plane is the ground. "
+              "The grid's frame_id without odometry."),
+        Param("use_odom", False, "Fuse frames in the odometry frame (subscribes `odom`, nav_msgs/Odometry) "
+              "in a window that follows the robot; false: a single-frame grid in base_frame."),
+        Param("odom_tolerance", 0.2, "Seconds: the largest gap between a label image's stamp and the odometry "
+              "used for it (interpolated when it brackets the stamp); frames without odometry are skipped.",
+              range=(0.0, 10.0), runtime=True),
+        Param("resolution", 0.1, "Metres per grid cell.", range=(0.01, 2.0), runtime=True),
+        Param("size_x", 40.0, "Grid extent along x (forward) in metres; a whole number of cells.",
+              range=(0.01, 2000.0), runtime=True),
+        Param("size_y", 40.0, "Grid extent along y (left) in metres; a whole number of cells.",
+              range=(0.01, 2000.0), runtime=True),
+        Param("offset_x", 10.0, "Metres: the grid's centre ahead of base_frame (of the robot, with odometry).",
+              range=(-1000.0, 1000.0), runtime=True),
+        Param("offset_y", 0.0, "Metres: the grid's centre left of base_frame (of the robot, with odometry).",
+              range=(-1000.0, 1000.0), runtime=True),
+        Param("max_range", 30.0, "Metres on the ground from the point below the camera; farther cells and "
+              "contact points get no update (flat-ground error grows with distance).", range=(0.1, 1000.0),
+              runtime=True),
+        Param("camera.x", 1.5, "Camera position in base_frame, metres (REP 103: x forward).",
+              range=(-100.0, 100.0), runtime=True),
+        Param("camera.y", 0.0, "Camera position in base_frame, metres (y left).", range=(-100.0, 100.0),
+              runtime=True),
+        Param("camera.z", 1.4, "Camera height above the ground, metres (z up); must be > 0.",
+              range=(0.0, 100.0), runtime=True),
+        Param("camera.roll", 0.0, "Camera body roll in base_frame, radians.", range=(-math.pi, math.pi),
+              runtime=True),
+        Param("camera.pitch", 0.0, "Camera body pitch in base_frame, radians; positive looks down.",
+              range=(-math.pi, math.pi), runtime=True),
+        Param("camera.yaw", 0.0, "Camera body yaw in base_frame, radians; positive looks left.",
+              range=(-math.pi, math.pi), runtime=True),
+        Param("p_hit", 0.7, "Probability that a cell seen occupied is occupied; in (0.5, 1).", range=(0.5, 1.0),
+              runtime=True),
+        Param("p_miss", 0.4, "Probability that a cell seen free is occupied; in (0, 0.5).", range=(0.0, 0.5),
+              runtime=True),
+        Param("clamp_min", 0.12, "Lower clamp of a cell's occupancy probability; in (0, 0.5).", range=(0.0, 0.5),
+              runtime=True),
+        Param("clamp_max", 0.97, "Upper clamp of a cell's occupancy probability; in (0.5, 1).", range=(0.5, 1.0),
+              runtime=True),
+        Param("class_rate", 0.3, "Weight of one observation in a cell's class evidence (moving average); "
+              "in (0, 1].", range=(0.0, 1.0), runtime=True),
     ]
     for c in CLASSES:
         key = class_key(c.name)
         effect = "free" if c.name in FREE_CLASSES else "ignore" if c.name in IGNORED_CLASSES else "occupied"
-        s.append(ParamSpec(f"classes.{key}.effect", effect,
-                           f"What a pixel of class '{c.name}' says about its cell: free, occupied or ignore.",
-                           choices=tuple(EFFECTS)))
-        s.append(ParamSpec(f"classes.{key}.half_life", THING_HALF_LIFE if c.is_thing else 0.0,
-                           f"Seconds for what was seen of '{c.name}' to fade by half; 0 = never.", 0.0, 3600.0))
-    return tuple(s)
+        s.append(Param(f"classes.{key}.effect", effect,
+                       f"What a pixel of class '{c.name}' says about its cell.", choices=tuple(EFFECTS),
+                       runtime=True))
+        s.append(Param(f"classes.{key}.half_life", THING_HALF_LIFE if c.is_thing else 0.0,
+                       f"Seconds for what was seen of '{c.name}' to fade by half; 0 = never.",
+                       range=(0.0, 3600.0), runtime=True))
+    return ParamTable(s)
 
 
-PARAMETERS: tuple[ParamSpec, ...] = _specs()
-_SPEC = {p.name: p for p in PARAMETERS}
+#: The node's parameter table; config/occupancy_grid.yaml sets the same names.
+PARAMETERS = _params()
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class ClassRule:
 class GridConfig:
     """Validated settings; build with :func:`config_from_params` or :func:`load_config`."""
 
-    values: Mapping[str, Any] = field(default_factory=lambda: {p.name: p.default for p in PARAMETERS})
+    values: Mapping[str, Any] = field(default_factory=PARAMETERS.defaults)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -136,35 +143,15 @@ class GridConfig:
                             tuple(r.half_life for _, r in sorted(self.rules().items())))
 
 
-def _check_value(spec: ParamSpec, value: Any) -> Any:
-    where = f"parameter '{spec.name}'"
-    if isinstance(spec.default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true or false, got {value!r}")
-        return value
-    if isinstance(spec.default, str):
-        if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string, got {value!r}")
-        if spec.choices and value not in spec.choices:
-            raise ValueError(f"{where} = {value!r} is not one of {', '.join(spec.choices)}")
-        if not spec.choices and not value:
-            raise ValueError(f"{where} must not be empty")
-        return value
-    if isinstance(value, bool) or not isinstance(value, float):
-        # ROS refuses an integer for a double parameter; say so here rather than at launch.
-        hint = f" (write {float(value)!r})" if isinstance(value, int) and not isinstance(value, bool) else ""
-        raise ValueError(f"{where} must be a floating-point number{hint}, got {value!r}")
-    if not math.isfinite(value) or (spec.low is not None and not spec.low <= value <= spec.high):
-        raise ValueError(f"{where} = {value} is outside [{spec.low}, {spec.high}]: {spec.description}")
-    return value
-
-
 def config_from_params(values: Mapping[str, Any]) -> GridConfig:
     """Settings from parameter values (missing ones take their defaults), checked as a whole."""
-    unknown = sorted(set(values) - set(_SPEC))
+    unknown = sorted(set(values) - set(PARAMETERS.names()))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; known: see config/occupancy_grid.yaml")
-    merged = {p.name: _check_value(p, values.get(p.name, p.default)) for p in PARAMETERS}
+    merged = {**PARAMETERS.defaults(), **values}
+    problems = PARAMETERS.problems(merged)
+    if problems:
+        raise ValueError("; ".join(problems))
     config = GridConfig(merged)
     config.pose.validate()
     layout = config.layout()  # checks that the sizes are whole numbers of cells

@@ -1,4 +1,5 @@
-"""The nodes' entry points: ``panoptic_node`` and ``occupancy_grid_node`` (setup.py), and
+"""The nodes' entry points: ``panoptic_node`` and ``occupancy_grid_node``, called by setup.py's
+console scripts and by the ``ros2 run`` wrappers CMakeLists.txt writes (the same functions), and
 ``python -m pisr_ros.ros.entry NODE [ROS arguments]`` for tools that start a node as its own
 process (``ros/node_process.py``).
 

@@ -23,22 +23,21 @@ import sys
 from collections import Counter, deque
 
 import numpy as np
-import rclpy
 from nav_msgs.msg import OccupancyGrid, Odometry
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
 from sensor_msgs.msg import CameraInfo, Image
 
-from pisr_ros.allocator import keep_freed_memory
 from pisr_ros.grid.camera import CameraModel
 from pisr_ros.grid.config import PARAMETERS, GridConfig, config_from_params
 from pisr_ros.grid.pipeline import GridBuilder, GridFrame, Pose2D
+from pisr_ros.ros.node_main import StartError, run
+from pisr_ros.ros.parameters import declare
 
-NODE_NAME = "occupancy_grid"
+# The executable's name, as panoptic_node's ROS name is its executable's: `ros2 param list
+# /<camera>/occupancy_grid_node` finds it under the name `ros2 run` and the docs use.
+NODE_NAME = "occupancy_grid_node"
 # Latest frame wins: a best-effort subscription (matches reliable and best-effort publishers)
 # that keeps one message, so a slow grid update never works through a backlog.
 SENSOR_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
@@ -48,7 +47,6 @@ LABEL_ENCODINGS = ("mono8", "8UC1")
 # Label and camera_info sizes whose scale factors differ by less than this share one aspect ratio.
 ASPECT_TOLERANCE = 0.01
 LOG_EVERY_S = 5.0
-READ_ONLY = ("use_odom", "base_frame")  # they decide subscriptions and frames: set them at start
 
 
 def _stamp_s(stamp) -> float:
@@ -95,23 +93,16 @@ class OdometryBuffer:
         return self._pose[nearest] if abs(times[nearest] - t) <= tolerance else None
 
 
-def _descriptor(spec) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=spec.description, read_only=spec.name in READ_ONLY)
-    if spec.low is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
-    if spec.choices:
-        d.additional_constraints = "one of: " + ", ".join(spec.choices)
-    return d
-
-
 class OccupancyGridNode(Node):
-    """Raises ValueError (with the reason) when its parameters are invalid at start."""
+    """Raises StartError (with the reason) when its parameters are invalid at start."""
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        self.config: GridConfig = config_from_params(self._parameter_values())
+        values = declare(self, PARAMETERS)
+        try:
+            self.config: GridConfig = config_from_params(values)
+        except ValueError as exc:  # a rule between parameters (whole cells, pose, clamps)
+            raise StartError(str(exc)) from exc
         self.builder = GridBuilder(self.config)
         #: What happened to the label images: frames, published, waiting, refused, malformed, ...
         self.stats: Counter[str] = Counter()
@@ -136,8 +127,8 @@ class OccupancyGridNode(Node):
 
     # ------------------------------------------------------------------ parameters
     def _parameter_values(self, overrides=()) -> dict:
-        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
-        values.update({p.name: p.value for p in overrides})
+        values = {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
+        values.update({p.name: p.value for p in overrides if p.name in PARAMETERS})  # not use_sim_time
         return values
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -267,36 +258,9 @@ class OccupancyGridNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the node until shut down; 2 when its parameters are refused at start."""
-    args = sys.argv if argv is None else [sys.argv[0], *argv]
-    memory = keep_freed_memory()
-    # A context of its own (so that tests can call main() beside other nodes), with rclpy's signal
-    # handlers all the same: without them Ctrl-C cannot wake an executor blocked in rcl_wait.
-    context = rclpy.context.Context()
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
-    node = None
-    try:
-        try:
-            node = OccupancyGridNode(context=context)
-        except (ValueError, ParameterException) as exc:
-            rclpy.logging.get_logger(NODE_NAME).error(f"refusing to start: {exc}")
-            print(f"{NODE_NAME}: refusing to start: {exc}", file=sys.stderr)
-            return 2
-        node.get_logger().info(memory)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context, uninstall_handlers=True)
-        else:
-            uninstall_signal_handlers()
+    """Run the node until shut down; 2 (and one line on stderr) when it cannot start.
+    ``argv``: the arguments after the program name; None: sys.argv."""
+    return run(NODE_NAME, lambda context: OccupancyGridNode(context=context), argv)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,17 @@ def test_fuses_in_odom_with_a_window_that_follows_the_robot(rig):
     assert r.node.stats["no_odometry"] >= 1
 
 
+def test_ros_name_is_the_executables_and_parameters_carry_the_tables_descriptors(rig):
+    """`ros2 param list /<camera>/occupancy_grid_node`: the name `ros2 run`, the launch file and
+    the docs use; `ros2 param describe` shows the table's description, range and read-only flag."""
+    r = rig()
+    assert r.node.get_fully_qualified_name() == f"{r.ns}/occupancy_grid_node"
+    pitch, odom, car = (r.node.describe_parameter(n) for n in ("camera.pitch", "use_odom", "classes.car.effect"))
+    assert "positive looks down" in pitch.description and not pitch.read_only
+    assert pitch.floating_point_range[0].from_value == pytest.approx(-np.pi)
+    assert odom.read_only and "one of: free, occupied, ignore" == car.additional_constraints
+
+
 def test_main_refuses_invalid_parameters_at_start():
     assert main(["--ros-args", "-p", "p_miss:=0.7"]) == 2  # outside the declared range
     assert main(["--ros-args", "-p", "size_x:=40.05"]) == 2  # not a whole number of cells

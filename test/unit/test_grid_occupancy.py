@@ -197,13 +197,15 @@ def test_shipped_config_is_the_default():
 
 @pytest.mark.parametrize("values,words", [
     ({"resolution": 0.15}, "size_x = 40.0 m is not a whole number"),
-    ({"p_hit": 0.45}, "parameter 'p_hit'"),
+    ({"p_hit": 0.45}, r"p_hit must be in \[0\.5, 1\.0\], got 0\.45"),
     ({"p_miss": 0.5}, "p_miss = 0.5 must lie in"),
     ({"clamp_max": 0.6, "p_hit": 0.7, "clamp_min": 0.5}, "clamp"),
-    ({"classes.car.effect": "blocked"}, "'classes.car.effect' = 'blocked' is not one of free, occupied, ignore"),
+    ({"classes.car.effect": "blocked"}, "classes.car.effect must be one of free, occupied, ignore, got 'blocked'"),
     ({"classes.road.effect": "ignore", "classes.sidewalk.effect": "ignore", "classes.terrain.effect": "ignore"},
      "no class has effect 'free'"),
     ({"classes.car.half_life": -1.0}, "classes.car.half_life"),
+    ({"camera.pitch": float("nan")}, "camera.pitch must be a finite number"),
+    ({"base_frame": ""}, "base_frame must not be empty"),
     ({"size_x": 40}, r"write 40\.0"),
     ({"camera.z": 0.0}, "at or above the camera"),
     ({"resolution": 0.01, "size_x": 40.0, "size_y": 40.0}, "more than 1000000"),
