@@ -34,8 +34,11 @@ def installed(tmp_path_factory):
     src = work / "src" / "pisr_ros"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", "build", "install", "log", ".git", "out", "__pycache__"))
     # The copy's node module is a stand-in, so that running the installed wrapper checks the
-    # wrapper (ros2 run's entry point) without starting a node.
-    (src / "pisr_ros" / "ros" / "panoptic_node.py").write_text("def main():\n    print('node main reached')\n    return 0\n")
+    # wrapper (ros2 run's entry point) without starting a node: it says whether it was reached
+    # through ros/entry.py (which sets malloc up first), as setup.py's console script does.
+    (src / "pisr_ros" / "ros" / "panoptic_node.py").write_text(
+        "import sys\n\n\ndef main(argv=None):\n"
+        "    print('node main reached', 'pisr_ros.ros.entry' in sys.modules)\n    return 0\n")
     env = dict(os.environ, PATH=f"{VENV / 'bin'}:{os.environ['PATH']}", CMAKE_PREFIX_PATH=str(VENV), AMENT_PREFIX_PATH=str(VENV))
     proc = subprocess.run(
         ["colcon", "--log-level", "error", "build", "--event-handlers", "console_direct-", "--cmake-args", "-DBUILD_TESTING=OFF"],
@@ -76,6 +79,6 @@ def test_installed_package_imports_messages_and_library_together(installed):
 
 def test_node_executable_and_cli_run_from_the_install(installed):
     node = _in_installed_env(installed, f"{installed}/pisr_ros/lib/pisr_ros/panoptic_node")
-    assert node.returncode == 0 and node.stdout.strip() == "node main reached", node.stderr
+    assert node.returncode == 0 and node.stdout.strip() == "node main reached True", node.stderr
     cli = _in_installed_env(installed, f"{installed}/pisr_ros/bin/pisr-ros --help")
     assert cli.returncode == 0 and "synth" in cli.stdout, cli.stderr
