@@ -8,8 +8,9 @@ PY := $(VENV)/bin/python
 PIP := PIP_NO_INPUT=1 $(PY) -m pip --disable-pip-version-check -q
 # The CPU build; an unpinned torch pulls the CUDA build and several GB with it.
 TORCH := torch==2.13.0
-# Tests over DDS stay on this machine and apart from other runs on it.
-DDS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$$(( RANDOM % 100 + 100 ))
+# Tests over DDS stay on this machine and apart from other runs on it: each run holds a domain
+# id of its own, in the range ROS 2 documents as safe on Linux (pisr_ros/ros/dds_domain.py).
+DDS_RUN := python -m pisr_ros.ros.dds_domain
 PYTEST_ARGS ?=
 
 .PHONY: help setup demo test test-unit test-ros clean
@@ -49,13 +50,13 @@ install/.stamp-msgs: $(VENV)/.stamp-python CMakeLists.txt package.xml $(wildcard
 	touch $@
 
 test: setup
-	source env.sh && $(DDS_ENV) python -m pytest $(PYTEST_ARGS)
+	source env.sh && $(DDS_RUN) python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	source env.sh && python -m pytest -m "not ros" $(PYTEST_ARGS)
 
 test-ros: setup
-	source env.sh && $(DDS_ENV) python -m pytest -m ros $(PYTEST_ARGS)
+	source env.sh && $(DDS_RUN) python -m pytest -m ros $(PYTEST_ARGS)
 
 clean:
 	rm -rf build install log
@@ -65,4 +66,4 @@ clean:
 # the same bag offline as the reference. Report: out/demo/summary.md (pisr_ros/ros/demo.py).
 DEMO_MODEL := models/pd_light_pisr_residual_synth.pt
 demo: setup
-	source env.sh && $(DDS_ENV) python -m pisr_ros.ros.demo --out out/demo --model $(DEMO_MODEL)
+	source env.sh && $(DDS_RUN) python -m pisr_ros.ros.demo --out out/demo --model $(DEMO_MODEL)

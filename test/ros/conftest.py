@@ -1,5 +1,6 @@
 """ros tier: real rclpy entities over loopback DDS, no mocks of rclpy."""
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,10 @@ def spin_until(ros_node):
         return predicate()
 
     return spin
+
+
+@pytest.fixture
+def unique_ns():
+    """A namespace no other test or run uses ('/t' + random hex): fixed topic names would let two
+    runs that share a domain (ROS_DOMAIN_ID set by hand) exchange messages."""
+    return f"/t{uuid.uuid4().hex[:12]}"

@@ -61,21 +61,21 @@ def test_contents_tell_messages_apart():
         assert contents(other) != contents(sent)
 
 
-def test_instance_roundtrip(ros_node, spin_until):
+def test_instance_roundtrip(ros_node, spin_until, unique_ns):
     seg = segments_of(_id_map(np.random.default_rng(0)))[-1]
     sent = instance_msg(seg)
-    got = _roundtrip(ros_node, spin_until, PanopticInstance, "test/instance", sent)
+    got = _roundtrip(ros_node, spin_until, PanopticInstance, f"{unique_ns}/instance", sent)
     assert contents(got) == contents(sent)
     assert got.id == seg.id and got.class_name == CLASSES[seg.class_id].name
     assert (got.bbox.x_offset, got.bbox.y_offset, got.bbox.width, got.bbox.height) == seg.bbox
 
 
-def test_instance_array_roundtrip(ros_node, spin_until):
+def test_instance_array_roundtrip(ros_node, spin_until, unique_ns):
     id_map = _id_map(np.random.default_rng(1))
     header = Header(frame_id="front_camera_optical_frame")
     header.stamp.sec, header.stamp.nanosec = 1234, 5678
     sent = instance_array_msg(segments_of(id_map), header, *id_map.shape)
-    got = _roundtrip(ros_node, spin_until, PanopticInstanceArray, "test/instances", sent)
+    got = _roundtrip(ros_node, spin_until, PanopticInstanceArray, f"{unique_ns}/instances", sent)
     assert contents(got) == contents(sent)
     assert got.header.stamp.sec == 1234 and got.header.frame_id == "front_camera_optical_frame"
     # One entry per non-void id, with areas that are pixel counts.
@@ -85,13 +85,13 @@ def test_instance_array_roundtrip(ros_node, spin_until):
     assert {i.is_thing for i in got.instances} == {True, False}
 
 
-def test_label_info_reaches_late_subscriber(ros_node, spin_until):
+def test_label_info_reaches_late_subscriber(ros_node, spin_until, unique_ns):
     sent = label_info_msg(Header(frame_id="front_camera_optical_frame"))
-    pub = ros_node.create_publisher(PanopticLabelInfo, "test/label_info", LATCHED)
+    pub = ros_node.create_publisher(PanopticLabelInfo, f"{unique_ns}/label_info", LATCHED)
     pub.publish(sent)
     spin_until(lambda: False, timeout=0.3)  # the publisher holds it; nobody listens yet
     received = []
-    ros_node.create_subscription(PanopticLabelInfo, "test/label_info", received.append, LATCHED)
+    ros_node.create_subscription(PanopticLabelInfo, f"{unique_ns}/label_info", received.append, LATCHED)
     assert spin_until(lambda: received, timeout=15)
     got = received[0]
     assert contents(got) == contents(sent)
