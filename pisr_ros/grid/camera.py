@@ -8,8 +8,11 @@ the fixed rotation every ROS camera driver uses. Pixel coordinates put integer v
 centres (OpenCV's and ROS's CameraInfo convention).
 
 Lens distortion follows ROS CameraInfo: ``plumb_bob`` (k1, k2, p1, p2, k3) and
-``rational_polynomial`` (k1, k2, p1, p2, k3, k4, k5, k6), i.e. OpenCV's model. Projecting a
-ground point needs only the forward model; a pixel is undistorted by Newton's method.
+``rational_polynomial`` (k1, k2, p1, p2, k3, k4, k5, k6), i.e. OpenCV's model, also with OpenCV's
+thin-prism (s1..s4, 12 coefficients) and tilted-sensor (tau_x, tau_y, 14 coefficients) terms,
+which calibrations made with CALIB_THIN_PRISM_MODEL / CALIB_TILTED_MODEL put in D. Projecting a
+ground point needs only the forward model; a pixel is undistorted by Newton's method (after the
+tilt, an exact homography, is undone).
 """
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Distortion models this module understands, with the number of coefficients they take.
-DISTORTION_MODELS = {"plumb_bob": 5, "rational_polynomial": 8}
+#: Distortion models this module understands, with the numbers of coefficients they take.
+DISTORTION_MODELS = {"plumb_bob": (5,), "rational_polynomial": (8, 12, 14)}
+#: OpenCV's full coefficient vector: k1, k2, p1, p2, k3, k4, k5, k6, s1, s2, s3, s4, tau_x, tau_y.
+N_COEFFICIENTS = 14
 # The optical frame's axes written in the body frame: x_opt = -y_body, y_opt = -z_body, z_opt = x_body.
 _BODY_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 # Points this close to the camera's image plane (in metres of depth) are not projected: their
@@ -77,21 +82,44 @@ def _check_intrinsics(k: np.ndarray, width: int, height: int) -> None:
 
 
 def _distortion_vector(model: str, d) -> np.ndarray:
-    """Eight OpenCV coefficients (k1, k2, p1, p2, k3, k4, k5, k6) for a ROS distortion model."""
+    """OpenCV's 14 coefficients (k1, k2, p1, p2, k3, k4, k5, k6, s1..s4, tau_x, tau_y) for a ROS
+    distortion model; coefficients the model does not take must be zero, never dropped."""
     d = np.asarray(d, dtype=np.float64).ravel()
     if not np.all(np.isfinite(d)):
         raise ValueError(f"distortion coefficients D are not finite: {d.tolist()}")
-    out = np.zeros(8)
+    out = np.zeros(N_COEFFICIENTS)
     if d.size == 0 or not np.any(d):
         return out  # an uncalibrated or rectified camera: no distortion, whatever the model says
     if model not in DISTORTION_MODELS:
         raise ValueError(f"distortion model {model!r} is not supported (supported: "
                          f"{', '.join(DISTORTION_MODELS)}); rectify the image first and give D = 0")
-    n = DISTORTION_MODELS[model]
-    if d.size < n:
-        raise ValueError(f"{model} takes {n} coefficients in D, got {d.size}")
-    out[:n] = d[:n]
+    sizes = DISTORTION_MODELS[model]
+    counts = " or ".join(filter(None, (", ".join(map(str, sizes[:-1])), str(sizes[-1]))))
+    if d.size < sizes[0]:
+        raise ValueError(f"{model} takes {counts} coefficients in D, got {d.size}")
+    if d.size > N_COEFFICIENTS or (d.size not in sizes and np.any(d[sizes[0]:])):
+        raise ValueError(f"{model} takes {counts} coefficients in D (OpenCV's order), "
+                         f"got {d.size} with non-zero values beyond the {sizes[0]}th, "
+                         "which the model does not define: check the calibration's distortion model")
+    out[:d.size] = d
     return out
+
+
+def _tilt_matrix(tau_x: float, tau_y: float) -> np.ndarray:
+    """OpenCV's tilted-sensor projection (computeTiltProjectionMatrix): a homography applied to
+    the distorted normalised coordinates."""
+    cx, sx, cy, sy = math.cos(tau_x), math.sin(tau_x), math.cos(tau_y), math.sin(tau_y)
+    rot_x = np.array([[1.0, 0.0, 0.0], [0.0, cx, sx], [0.0, -sx, cx]])
+    rot_y = np.array([[cy, 0.0, -sy], [0.0, 1.0, 0.0], [sy, 0.0, cy]])
+    r = rot_y @ rot_x
+    proj_z = np.array([[r[2, 2], 0.0, -r[0, 2]], [0.0, r[2, 2], -r[1, 2]], [0.0, 0.0, 1.0]])
+    return proj_z @ r
+
+
+def _apply_homography(h: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    w = np.where(w != 0.0, w, 1.0)  # as OpenCV: no division by zero
+    return (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w, (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
 
 
 class CameraModel:
@@ -107,6 +135,8 @@ class CameraModel:
         _check_intrinsics(self.k, self.width, self.height)
         self.distortion_model = distortion_model
         self.d = _distortion_vector(distortion_model, d)
+        self._tilt = _tilt_matrix(self.d[12], self.d[13]) if np.any(self.d[12:]) else None
+        self._untilt = np.linalg.inv(self._tilt) if self._tilt is not None else None
         pose.validate()
         self.pose = pose
         #: base_link <- optical rotation, and the camera centre in base_link.
@@ -139,7 +169,7 @@ class CameraModel:
     # ------------------------------------------------------------------ distortion
     def _radial(self, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The radial factor and its derivative with respect to r^2."""
-        k1, k2, _, _, k3, k4, k5, k6 = self.d
+        k1, k2, _, _, k3, k4, k5, k6 = self.d[:8]
         num = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
         den = 1.0 + r2 * (k4 + r2 * (k5 + r2 * k6))
         dnum = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)
@@ -159,37 +189,46 @@ class CameraModel:
         falling = np.flatnonzero(np.diff(g) <= 0.0)
         return float(r[falling[0]]) if falling.size else math.inf
 
-    def distort(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised undistorted -> normalised distorted coordinates."""
-        if not self.has_distortion:
-            return x, y
-        p1, p2 = self.d[2], self.d[3]
+    def _lens(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Radial, tangential and thin-prism distortion (everything but the tilt)."""
+        p1, p2, s1, s2, s3, s4 = self.d[2], self.d[3], self.d[8], self.d[9], self.d[10], self.d[11]
         r2 = x * x + y * y
         radial, _ = self._radial(r2)
         xy = x * y
-        return (x * radial + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x * x),
-                y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * xy)
+        return (x * radial + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x * x) + r2 * (s1 + s2 * r2),
+                y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * xy + r2 * (s3 + s4 * r2))
+
+    def distort(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised undistorted -> normalised distorted coordinates (OpenCV's projectPoints)."""
+        if not self.has_distortion:
+            return x, y
+        xd, yd = self._lens(x, y)
+        return _apply_homography(self._tilt, xd, yd) if self._tilt is not None else (xd, yd)
 
     def undistort(self, xd: np.ndarray, yd: np.ndarray, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
         """Inverse of :meth:`distort` by Newton's method; NaN where it does not converge."""
         if not self.has_distortion:
             return xd, yd
-        p1, p2 = self.d[2], self.d[3]
+        if self._untilt is not None:
+            xd, yd = _apply_homography(self._untilt, xd, yd)
+        p1, p2, s1, s2, s3, s4 = self.d[2], self.d[3], self.d[8], self.d[9], self.d[10], self.d[11]
         x, y = xd.copy(), yd.copy()
         for _ in range(iterations):
             r2 = x * x + y * y
             radial, dradial = self._radial(r2)
-            fx, fy = self.distort(x, y)
+            fx, fy = self._lens(x, y)
             ex, ey = fx - xd, fy - yd
-            j11 = radial + 2.0 * x * x * dradial + 2.0 * p1 * y + 6.0 * p2 * x
-            j12 = 2.0 * x * y * dradial + 2.0 * p1 * x + 2.0 * p2 * y
-            j22 = radial + 2.0 * y * y * dradial + 6.0 * p1 * y + 2.0 * p2 * x
-            det = j11 * j22 - j12 * j12  # the Jacobian is symmetric
+            prism_x, prism_y = 2.0 * (s1 + 2.0 * s2 * r2), 2.0 * (s3 + 2.0 * s4 * r2)  # d/dx of r2 (s + s' r2), / x
+            j11 = radial + 2.0 * x * x * dradial + 2.0 * p1 * y + 6.0 * p2 * x + prism_x * x
+            j12 = 2.0 * x * y * dradial + 2.0 * p1 * x + 2.0 * p2 * y + prism_x * y
+            j21 = 2.0 * x * y * dradial + 2.0 * p1 * x + 2.0 * p2 * y + prism_y * x
+            j22 = radial + 2.0 * y * y * dradial + 6.0 * p1 * y + 2.0 * p2 * x + prism_y * y
+            det = j11 * j22 - j12 * j21
             x = x - (j22 * ex - j12 * ey) / det
-            y = y - (j11 * ey - j12 * ex) / det
+            y = y - (j11 * ey - j21 * ex) / det
             if np.nanmax(np.abs(ex) + np.abs(ey), initial=0.0) < 1e-15:
                 break
-        fx, fy = self.distort(x, y)
+        fx, fy = self._lens(x, y)
         bad = ~(np.abs(fx - xd) + np.abs(fy - yd) < 1e-10) | (x * x + y * y > self._r_max ** 2)
         return np.where(bad, np.nan, x), np.where(bad, np.nan, y)
 

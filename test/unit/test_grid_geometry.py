@@ -24,6 +24,11 @@ K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])
 W, H = 640, 480
 PLUMB_BOB = [-0.28, 0.09, 0.0012, -0.0008, -0.015]
 RATIONAL = [0.35, -0.12, 0.0009, 0.0011, 0.02, 0.62, -0.05, 0.03]
+# OpenCV's thin-prism (s1..s4) and tilted-sensor (tau_x, tau_y) terms on top: 12 and 14 coefficients.
+THIN_PRISM = RATIONAL + [0.004, -0.002, 0.003, 0.001]
+TILTED = THIN_PRISM + [0.02, -0.015]
+MODELS = [("", []), ("plumb_bob", PLUMB_BOB), ("rational_polynomial", RATIONAL),
+          ("rational_polynomial", THIN_PRISM), ("rational_polynomial", TILTED)]
 
 
 def _opencv_pose(pose: CameraPose):
@@ -48,7 +53,7 @@ def _ground_points_in_view(camera: CameraModel, n=2000, seed=0):
     return pts[inside], uv[inside]
 
 
-@pytest.mark.parametrize("model,d", [("", []), ("plumb_bob", PLUMB_BOB), ("rational_polynomial", RATIONAL)])
+@pytest.mark.parametrize("model,d", MODELS)
 def test_projection_matches_opencv(model, d):
     pose = CameraPose(1.2, -0.3, 1.4, 0.02, 0.08, 0.15)
     camera = CameraModel(K, d, model, W, H, pose)
@@ -56,6 +61,19 @@ def test_projection_matches_opencv(model, d):
     rvec, tvec = _opencv_pose(pose)
     ref = cv2.projectPoints(pts, rvec, tvec, K, np.array(d, float) if d else None)[0].reshape(-1, 2)
     assert np.max(np.abs(uv - ref)) < 1e-6
+
+
+@pytest.mark.parametrize("model,d", MODELS[1:])
+def test_undistortion_matches_opencv(model, d):
+    """Pixels -> normalised coordinates against cv2.undistortPoints, iterated to convergence
+    (its default of 5 iterations is off by 1e-2 for the tilted model here)."""
+    camera = CameraModel(K, d, model, W, H, CameraPose(0.0, 0.0, 1.5, 0.0, 0.1, 0.0))
+    vs, us = np.mgrid[0:H:9, 0:W:9]
+    pix = np.column_stack([us.ravel(), vs.ravel()]).astype(float)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-15)
+    ref = cv2.undistortPoints(pix.reshape(-1, 1, 2), K, np.array(d, float), criteria=criteria).reshape(-1, 2)
+    x, y = camera.undistort((pix[:, 0] - K[0, 2]) / K[0, 0], (pix[:, 1] - K[1, 2]) / K[1, 1])
+    assert np.isfinite(x).all() and np.max(np.abs(np.column_stack([x, y]) - ref)) < 1e-9
 
 
 def test_pose_conventions_by_trigonometry():
@@ -74,7 +92,7 @@ def test_pose_conventions_by_trigonometry():
     assert turned.project(np.array([[10.0, 2.0, 0.0]]))[0][0, 0] == pytest.approx(K[0, 2], abs=1e-9)
 
 
-@pytest.mark.parametrize("model,d", [("", []), ("plumb_bob", PLUMB_BOB), ("rational_polynomial", RATIONAL)])
+@pytest.mark.parametrize("model,d", MODELS)
 def test_ground_pixel_ground_round_trip(model, d):
     camera = CameraModel(K, d, model, W, H, CameraPose(0.7, 0.2, 1.6, -0.03, 0.12, -0.2))
     pts, uv = _ground_points_in_view(camera, seed=1)
@@ -114,6 +132,9 @@ def test_scaled_camera_maps_pixel_centres():
     ([[500.0, 0, 320], [0, 500, np.nan], [0, 0, 1]], [], "", CameraPose(z=1.0), "finite"),
     (K, [0.1, 0.01, 0.0, 0.0], "equidistant", CameraPose(z=1.0), "not supported"),
     (K, [0.1, 0.01], "plumb_bob", CameraPose(z=1.0), "takes 5 coefficients"),
+    (K, RATIONAL, "plumb_bob", CameraPose(z=1.0), "non-zero values beyond the 5th"),  # never dropped silently
+    (K, RATIONAL + [0.01, 0.02], "rational_polynomial", CameraPose(z=1.0), "takes 8, 12 or 14"),
+    (K, TILTED + [0.1], "rational_polynomial", CameraPose(z=1.0), "got 15"),
     (K, [], "", CameraPose(z=0.0), "at or above the camera"),
     (K, [], "", CameraPose(z=-1.2), "at or above the camera"),
     (K, [], "", CameraPose(z=1.0, pitch=math.nan), "non-finite"),
