@@ -64,6 +64,7 @@ def _params() -> ParamTable:
         Param("max_range", 30.0, "Metres on the ground from the point below the camera; farther cells and "
               "contact points get no update (flat-ground error grows with distance).", range=(0.1, 1000.0),
               runtime=True),
+        Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
         Param("camera.x", 1.5, "Camera position in base_frame, metres (REP 103: x forward).",
               range=(-100.0, 100.0), runtime=True),
         Param("camera.y", 0.0, "Camera position in base_frame, metres (y left).", range=(-100.0, 100.0),
@@ -76,9 +77,11 @@ def _params() -> ParamTable:
               range=(-math.pi, math.pi), runtime=True),
         Param("camera.yaw", 0.0, "Camera body yaw in base_frame, radians; positive looks left.",
               range=(-math.pi, math.pi), runtime=True),
-        Param("p_hit", 0.7, "Probability that a cell seen occupied is occupied; in (0.5, 1).", range=(0.5, 1.0),
+        Param("p_hit", 0.85, "Probability that a cell seen occupied is occupied; in (0.5, 1). The value "
+              "of a cell seen once: above 0.65, so that nav2 reads it as occupied.", range=(0.5, 1.0),
               runtime=True),
-        Param("p_miss", 0.4, "Probability that a cell seen free is occupied; in (0, 0.5).", range=(0.0, 0.5),
+        Param("p_miss", 0.15, "Probability that a cell seen free is occupied; in (0, 0.5). The value of "
+              "a cell seen once: below 0.196, so that nav2 reads it as free.", range=(0.0, 0.5),
               runtime=True),
         Param("clamp_min", 0.12, "Lower clamp of a cell's occupancy probability; in (0, 0.5).", range=(0.0, 0.5),
               runtime=True),

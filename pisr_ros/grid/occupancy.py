@@ -48,10 +48,20 @@ def probability_percent(logodds: np.ndarray | float) -> np.ndarray:
     return np.rint(100.0 / (1.0 + np.exp(-np.asarray(logodds, np.float32))))
 
 
+# How navigation stacks read an OccupancyGrid value v (nav2_map_server's trinary thresholds,
+# also ROS 1 map_server's): free when v / 100 < 0.196, occupied when v / 100 > 0.65, else unknown.
+NAV2_FREE_THRESH = 0.196
+NAV2_OCCUPIED_THRESH = 0.65
+
+
 @dataclass(frozen=True)
 class FusionParams:
-    p_hit: float = 0.7
-    p_miss: float = 0.4
+    # One observation must already read as free or occupied by nav2's thresholds, so that an ego
+    # grid (one frame) and the first frame of a fused one are usable: logit(0.15) and logit(0.85)
+    # give 15 and 85. Symmetric, so one free and one occupied sighting of a cell cancel out; the
+    # clamps (OctoMap's) then keep an obstacle seen twice until it has been seen free three times.
+    p_hit: float = 0.85
+    p_miss: float = 0.15
     clamp_min: float = 0.12
     clamp_max: float = 0.97
     class_rate: float = 0.3
@@ -77,6 +87,16 @@ class FusionParams:
         free = min(max(logit(self.p_miss), lo), hi)
         occupied = min(max(logit(self.p_hit), lo), hi)
         return int(probability_percent(free)), int(probability_percent(occupied))
+
+    def nav2_reading_problem(self) -> str | None:
+        """Why a cell seen once would read as unknown to nav2's trinary thresholds, or None."""
+        free, occupied = self.single_update()
+        if free / 100.0 < NAV2_FREE_THRESH and occupied / 100.0 > NAV2_OCCUPIED_THRESH:
+            return None
+        return (f"a cell seen once is {free} (free) or {occupied} (occupied): nav2 and map_server read "
+                f"only values below {NAV2_FREE_THRESH * 100:g} as free and above {NAV2_OCCUPIED_THRESH * 100:g} "
+                "as occupied, so such cells are unknown to them until seen more often (ego grid: always); "
+                "lower p_miss / raise p_hit (or clamp_min / clamp_max) to change that")
 
 
 class Accumulator:

@@ -75,6 +75,8 @@ class GridBuilder:
             raise RuntimeError("set_camera() first: the grid needs the camera's geometry")
         if self.use_odom and pose is None:
             raise ValueError("this grid fuses in the odometry frame: give the robot's pose")
+        if pose is not None and not all(math.isfinite(v) for v in (pose.x, pose.y, pose.yaw)):
+            raise ValueError(f"the robot's pose {pose} is not finite: refuse such odometry before it gets here")
         obs = observe(labels, self.lookup, self.effects)
         state, cls = self._state, self._cls
         state.fill(NO_UPDATE)

@@ -10,6 +10,8 @@ Publishes:
   panoptic/semantic_grid  sensor_msgs/Image mono8 of the same cells: pixel (row i, column j) is
                           grid cell i * width + j, i.e. row i along +y and column j along +x of
                           the grid frame; the argmax trainId, 255 unknown
+  /diagnostics            rates, update time, refused inputs by reason, odometry gaps
+                          (ros/grid_diagnostics.py)
 Both carry the label image's stamp; frame_id is base_frame, or the odometry frame with use_odom.
 Parameters: config/occupancy_grid.yaml (see docs/occupancy_grid.md); the library does the work
 (pisr_ros.grid), this node only converts messages and keeps counts.
@@ -20,9 +22,11 @@ import array
 import bisect
 import math
 import sys
+import time
 from collections import Counter, deque
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -32,6 +36,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from pisr_ros.grid.camera import CameraModel
 from pisr_ros.grid.config import PARAMETERS, GridConfig, config_from_params
 from pisr_ros.grid.pipeline import GridBuilder, GridFrame, Pose2D
+from pisr_ros.ros.grid_diagnostics import GridHealth
 from pisr_ros.ros.node_main import StartError, run
 from pisr_ros.ros.parameters import declare
 
@@ -57,6 +62,19 @@ def _yaw(q) -> float:
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
 
+def odometry_problem(msg: Odometry) -> tuple[str, str] | None:
+    """(counter, reason) when the message's pose cannot place a frame, else None."""
+    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    position, quaternion = (p.x, p.y, p.z), (q.x, q.y, q.z, q.w)
+    if not all(math.isfinite(v) for v in position):
+        return "odometry_nonfinite", f"non-finite position {position}"
+    if not all(math.isfinite(v) for v in quaternion):
+        return "odometry_nonfinite", f"non-finite orientation quaternion {quaternion}"
+    if math.sqrt(sum(v * v for v in quaternion)) < 1e-6:
+        return "odometry_invalid", f"orientation quaternion {quaternion} has no length, so no heading"
+    return None
+
+
 class OdometryBuffer:
     """Recent robot poses by stamp, so a label image (which lags its odometry) gets its own pose."""
 
@@ -65,15 +83,19 @@ class OdometryBuffer:
         self._pose: deque[Pose2D] = deque(maxlen=span)
         self.frame_id = "odom"
 
-    def add(self, msg: Odometry) -> None:
+    def add(self, msg: Odometry) -> float | None:
+        """Keep the message's pose (checked finite by the caller); returns the gap in seconds to
+        the message before, None for the first one or after time went back."""
         t = _stamp_s(msg.header.stamp)
         if self._t and t < self._t[-1]:  # time went back (a bag restarted): start over
             self._t.clear()
             self._pose.clear()
+        gap = t - self._t[-1] if self._t else None
         p = msg.pose.pose
         self._t.append(t)
         self._pose.append(Pose2D(p.position.x, p.position.y, _yaw(p.orientation)))
         self.frame_id = msg.header.frame_id or "odom"
+        return gap
 
     def at(self, t: float, tolerance: float) -> Pose2D | None:
         """The pose at ``t``: interpolated between the samples around it, else the nearest sample
@@ -111,6 +133,8 @@ class OccupancyGridNode(Node):
         self._camera: CameraModel | str | None = None  # the model, or why there is none
         self._last_stamp: float | None = None
         self._odom = OdometryBuffer()
+        self.health = GridHealth()
+        self._warn_nav2_reading(self.config)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.grid_pub = self.create_publisher(OccupancyGrid, "panoptic/grid", OUT_QOS)
@@ -118,7 +142,9 @@ class OccupancyGridNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
         self.create_subscription(Image, "panoptic/semantic", self._on_labels, SENSOR_QOS)
         if self.config["use_odom"]:
-            self.create_subscription(Odometry, "odom", self._odom.add, ODOM_QOS)
+            self.create_subscription(Odometry, "odom", self._on_odometry, ODOM_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.config["diagnostics_period"], self._publish_diagnostics)
         layout = self.config.layout()
         self.get_logger().info(
             f"grid {layout.width}x{layout.height} cells of {layout.resolution} m in "
@@ -140,12 +166,36 @@ class OccupancyGridNode(Node):
         self.config = config
         self.builder = GridBuilder(config)
         self._camera_key = None
+        self._warn_nav2_reading(config)
         self.get_logger().info(f"parameters changed ({', '.join(p.name for p in params)}); the grid starts over")
         return SetParametersResult(successful=True)
+
+    def _warn_nav2_reading(self, config: GridConfig) -> None:
+        problem = config.fusion().nav2_reading_problem()
+        if problem:
+            self.get_logger().warning(problem)
 
     # ------------------------------------------------------------------ input
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._info = msg
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        self.stats["odometry"] += 1
+        problem = odometry_problem(msg)
+        if problem is not None:
+            counter, reason = problem
+            self.stats[counter] += 1
+            self.get_logger().warning(
+                f"odometry refused ({self.stats[counter]} so far): {reason} in "
+                f"{self.resolve_topic_name('odom')}; label images are placed with the odometry around them",
+                throttle_duration_sec=LOG_EVERY_S)
+            return
+        gap = self._odom.add(msg)
+        if gap is not None:
+            self.health.odometry_gap(gap)
+            # Farther apart than this, odometry cannot be interpolated for a stamp between them.
+            if gap > 2.0 * self.config["odom_tolerance"]:
+                self.stats["odometry_gaps"] += 1
 
     def _refuse(self, what: str, reason: str) -> None:
         self.stats[what] += 1
@@ -197,6 +247,7 @@ class OccupancyGridNode(Node):
 
     def _on_labels(self, msg: Image) -> None:
         self.stats["frames"] += 1
+        self.health.frame_in()
         try:
             self._handle(msg)
         except Exception as exc:  # the node must not die on one bad frame; say what happened
@@ -229,9 +280,11 @@ class OccupancyGridNode(Node):
             self.get_logger().warning("label stamps went back in time (a bag restarted?): the grid starts over")
             self.builder.reset()
         self._last_stamp = stamp
+        started = time.perf_counter()
         frame = self.builder.process(np.ascontiguousarray(labels), stamp, pose)
         frame_id = self._odom.frame_id if self.config["use_odom"] else self.config["base_frame"]
         self._publish(frame, msg.header.stamp, frame_id)
+        self.health.frame_out(time.perf_counter() - started)
         self.stats["published"] += 1
 
     # ------------------------------------------------------------------ output
@@ -255,6 +308,16 @@ class OccupancyGridNode(Node):
         sem.encoding, sem.is_bigendian, sem.step = "mono8", 0, layout.width
         sem.data = np.ascontiguousarray(frame.semantic).tobytes()
         self.semantic_pub.publish(sem)
+
+    def _publish_diagnostics(self) -> None:
+        layout = self.config.layout()
+        extra = {"mode": "odometry" if self.config["use_odom"] else "ego",
+                 "grid": f"{layout.width}x{layout.height} cells of {layout.resolution} m",
+                 "input_topic": self.resolve_topic_name("panoptic/semantic")}
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self.health.status(f"{self.get_fully_qualified_name()}: occupancy grid", self.stats, extra)]
+        self.diagnostics_pub.publish(array)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 The scene is the one of test/unit/test_grid_geometry.py: a camera 1.5 m up, 1 m ahead of
 base_link, pitched 0.1 rad down, over road with one car whose front face is 8.1 m ahead.
 """
+import math
 import os
 import signal
 import subprocess
@@ -32,15 +33,23 @@ GRID = {"resolution": 0.2, "size_x": 24.0, "size_y": 16.0, "offset_x": 8.0, "off
 POSE = CameraPose(1.0, 0.0, 1.5, 0.0, 0.1, 0.0)
 CAR_BOX = Box(8.1, 12.5, -0.7, 1.1, 1.4, CAR)
 QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-# (x, y) in base_link -> what the grid must say there
+# (x, y) in base_link -> what the grid must say there, as nav2 reads it
 CELLS = {
-    (6.1, 0.1): (40, ROAD),  # road in front of the car
-    (8.1, 0.1): (70, CAR),  # the car's contact edge
-    (8.1, -0.5): (70, CAR),
-    (11.1, 0.1): (-1, VOID_TRAIN_ID),  # hidden behind the car
-    (-2.0, 0.1): (-1, VOID_TRAIN_ID),  # behind the camera
-    (4.1, 7.1): (-1, VOID_TRAIN_ID),  # outside the field of view
+    (6.1, 0.1): ("free", ROAD),  # road in front of the car
+    (8.1, 0.1): ("occupied", CAR),  # the car's contact edge
+    (8.1, -0.5): ("occupied", CAR),
+    (11.1, 0.1): ("unknown", VOID_TRAIN_ID),  # hidden behind the car
+    (-2.0, 0.1): ("unknown", VOID_TRAIN_ID),  # behind the camera
+    (4.1, 7.1): ("unknown", VOID_TRAIN_ID),  # outside the field of view
 }
+
+
+def nav2_reading(value: int) -> str:
+    """How nav2 reads one OccupancyGrid value: nav2_map_server's trinary thresholds (free_thresh
+    0.196, occupied_thresh 0.65), -1 unknown. Reference data of the test, not the code's."""
+    if value < 0:
+        return "unknown"
+    return "occupied" if value / 100 > 0.65 else "free" if value / 100 < 0.196 else "unknown"
 
 
 def _labels(x=0.0, y=0.0, boxes=(CAR_BOX,)):
@@ -124,9 +133,9 @@ def rig(ros_node, spin_until):
 def _check_cells(grid, sem, cells=CELLS, origin=(0.0, 0.0)):
     data = np.array(grid.data, np.int8)
     classes = np.frombuffer(bytes(sem.data), np.uint8)
-    for (x, y), (value, cls) in cells.items():
+    for (x, y), (state, cls) in cells.items():
         k = _cell(grid, x + origin[0], y + origin[1])
-        assert (data[k], classes[k]) == (value, cls), f"cell at ({x}, {y})"
+        assert (nav2_reading(data[k]), classes[k]) == (state, cls), f"cell at ({x}, {y}): {data[k]}"
 
 
 def test_publishes_the_grid_of_a_known_scene(rig):
@@ -144,7 +153,7 @@ def test_publishes_the_grid_of_a_known_scene(rig):
     assert (sem.width, sem.height, sem.encoding, sem.step) == (120, 80, "mono8", 120)
     assert len(grid.data) == 120 * 80 and len(sem.data) == 120 * 80
     _check_cells(grid, sem)
-    assert set(np.unique(np.array(grid.data))) == {-1, 40, 70}
+    assert {nav2_reading(v) for v in np.unique(np.array(grid.data))} == {"unknown", "free", "occupied"}
     assert r.node.stats["published"] >= 1 and r.node.stats["refused"] == 0
 
 
@@ -217,6 +226,66 @@ def test_fuses_in_odom_with_a_window_that_follows_the_robot(rig):
     assert r.node.stats["no_odometry"] >= 1
 
 
+def _odometry(x, y, stamp=(100, 500_000_000), q=(0.0, 0.0, 0.0, 1.0)):
+    odom = Odometry()
+    odom.header.frame_id, odom.child_frame_id = "odom", "base_link"
+    odom.header.stamp.sec, odom.header.stamp.nanosec = stamp
+    odom.pose.pose.position.x, odom.pose.pose.position.y = x, y
+    o = odom.pose.pose.orientation
+    o.x, o.y, o.z, o.w = q
+    return odom
+
+
+def test_non_finite_odometry_is_refused_and_counted(rig, spin_until):
+    """NaN / inf positions and a NaN quaternion are refused with the reason, counted; no grid is
+    made from them (before: a raw ValueError, or a grid published from a NaN heading)."""
+    r = rig(use_odom=True)
+    labels = _image(_labels(100.0, 50.0, ()))
+    bad = [_odometry(math.nan, 50.0), _odometry(100.0, math.inf), _odometry(100.0, 50.0, q=(0.0, 0.0, math.nan, 1.0))]
+    for odom in bad:
+        assert not r.feed_until_grid(labels, _info(), odom, timeout=1.5)
+    assert r.node.stats["odometry_nonfinite"] >= 3 and r.node.stats["errors"] == 0
+    assert r.node.stats["no_odometry"] >= 1  # the label images had no usable odometry
+    zero = _odometry(100.0, 50.0, q=(0.0, 0.0, 0.0, 0.0))
+    assert not r.feed_until_grid(labels, _info(), zero, timeout=1.5)
+    assert r.node.stats["odometry_invalid"] >= 1
+    assert r.feed_until_grid(labels, _info(), _odometry(100.0, 50.0))  # good odometry still works
+
+
+def test_diagnostics_report_rates_update_time_refusals_and_odometry_gaps(ros_node, rig, spin_until):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    r = rig(use_odom=True, diagnostics_period=0.2)
+    name = f"{r.ns}/occupancy_grid_node: occupancy grid"
+    reports = []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: reports.extend(s for s in m.status if s.name == name), 10)
+    labels = _image(_labels(100.0, 50.0, ()))
+    # Two good frames, odometry with a gap of 3 s (> 2 x odom_tolerance), one NaN pose, one
+    # malformed label image.
+    assert r.feed_until_grid(labels, _info(), _odometry(100.0, 50.0))
+    later = _image(_labels(100.0, 50.0, ()), stamp=(103, 500_000_000))
+    assert r.feed_until_grid(later, _info(), _odometry(100.0, 50.0, stamp=(103, 500_000_000)))
+    r.odom_pub.publish(_odometry(math.nan, 50.0, stamp=(104, 0)))
+    r.label_pub.publish(_image(_labels(100.0, 50.0, ()), encoding="rgb8"))
+
+    def values():
+        return {kv.key: kv.value for kv in reports[-1].values} if reports else {}
+
+    assert spin_until(lambda: int(values().get("refused_malformed", 0)) >= 1
+                      and int(values().get("refused_odometry_nonfinite", 0)) >= 1, timeout=10), values()
+    v = values()
+    assert int(v["grids_published"]) >= 2 and int(v["label_images"]) >= 3
+    assert int(v["odometry_gaps"]) >= 1 and int(v["odometry_messages"]) >= 3
+    assert float(v["update_p50_ms"]) > 0.0 and float(v["update_max_ms"]) >= float(v["update_p50_ms"])
+    assert float(v["input_rate_hz"]) > 0.0 and v["mode"] == "odometry"
+    assert any(s.level == DiagnosticStatus.WARN and "malformed" in s.message for s in reports)
+    # Nothing refused since the report before: the status recovers.
+    count = len(reports)
+    assert spin_until(lambda: len(reports) > count + 1, timeout=10)
+    assert reports[-1].level == DiagnosticStatus.OK, reports[-1].message
+
+
 def test_ros_name_is_the_executables_and_parameters_carry_the_tables_descriptors(rig):
     """`ros2 param list /<camera>/occupancy_grid_node`: the name `ros2 run`, the launch file and
     the docs use; `ros2 param describe` shows the table's description, range and read-only flag."""
@@ -261,7 +330,9 @@ def test_runs_as_a_process_with_the_shipped_config(ros_node, spin_until):
         assert (grid.info.width, grid.info.height) == (400, 400) and grid.info.resolution == pytest.approx(0.1)
         assert (grid.info.origin.position.x, grid.info.origin.position.y) == (-10.0, -20.0)
         data = np.array(grid.data, np.int8)
-        assert data[_cell(grid, 6.05, 0.05)] == 40 and data[_cell(grid, 8.15, 0.05)] == 70
+        # the shipped config's grid as nav2 reads it
+        assert nav2_reading(data[_cell(grid, 6.05, 0.05)]) == "free"
+        assert nav2_reading(data[_cell(grid, 8.15, 0.05)]) == "occupied"
         assert data[_cell(grid, 11.05, 0.05)] == -1
     finally:
         proc.send_signal(signal.SIGINT)

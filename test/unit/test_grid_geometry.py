@@ -265,7 +265,10 @@ def test_grid_matches_known_layout_cell_by_cell():
     layout, expected = _expected()
     assert frame.layout == layout
     occ, sem = frame.occupancy, frame.semantic
-    state = np.select([occ == -1, occ == 40, occ == 70], ["unknown", "free", "occupied"], "other")
+    # nav2's trinary reading (free below 0.196, occupied above 0.65, -1 unknown), and nothing else
+    single = (-1, *config_from_params(GRID).fusion().single_update())
+    state = np.select([occ == single[0], occ == single[1], occ == single[2]], ["unknown", "free", "occupied"], "other")
+    assert single[1] / 100 < 0.196 and single[2] / 100 > 0.65
 
     strict = expected != "band"
     wrong = strict & (state != expected)
@@ -304,7 +307,7 @@ def test_object_cut_by_the_bottom_row_has_no_contact():
     assert full.sum() > 100  # the car fills the bottom row over many columns
     frame = _grid(labels)
     c = frame.layout.centres()
-    occupied = (frame.occupancy == 70).ravel()
+    occupied = (frame.occupancy / 100 > 0.65).ravel()
     # Without the rule, every column the car fills would mark the bottom row's ground point
     # (about 3.5 m ahead, inside the car) occupied. With it, only the slanted silhouette of the
     # two front vertical edges can leave marks, on their ground shadows (see _near_shadow).
@@ -324,5 +327,5 @@ def test_contact_edge_is_marked_when_cells_span_many_pixels():
     builder.set_camera(CameraModel(K, [], "", W, H, CameraPose(CAM_X, 0.0, CAM_H, 0.0, PITCH, 0.0)))
     frame = builder.process(labels, 0.0)
     idx = frame.layout.index_of(np.array([5.3, 5.3]), np.array([-0.4, 0.4]))  # cells [5.0, 5.5) x ...
-    assert (frame.occupancy.ravel()[idx] == 70).all()
+    assert (frame.occupancy.ravel()[idx] / 100 > 0.65).all()
     assert (frame.semantic.ravel()[idx] == POLE).all()

@@ -18,10 +18,20 @@ from pisr_ros.taxonomy import IS_THING, NUM_CLASSES, VOID_TRAIN_ID, by_name
 ROOT = Path(__file__).resolve().parents[2]
 ROAD, CAR, BUILDING, SKY = (by_name(n).train_id for n in ("road", "car", "building", "sky"))
 THINGS_DECAY = tuple(2.0 if IS_THING[c] else 0.0 for c in range(NUM_CLASSES))
+# The fusion algebra is checked at OctoMap's numbers (the defaults are checked by nav2's reading).
+OCTOMAP = {"p_hit": 0.7, "p_miss": 0.4}
+
+
+def nav2_reading(occupancy) -> np.ndarray:
+    """How nav2 reads OccupancyGrid values: nav2_map_server's trinary thresholds (free_thresh
+    0.196, occupied_thresh 0.65; ROS 1 map_server's too), -1 unknown. Reference data of the test,
+    not the code's constants."""
+    v = np.asarray(occupancy, np.float64)
+    return np.where(v < 0, "unknown", np.where(v / 100 > 0.65, "occupied", np.where(v / 100 < 0.196, "free", "unknown")))
 
 
 def _acc(**kw) -> Accumulator:
-    return Accumulator(GridLayout(0.5, 6, 4, 0.0, 0.0), FusionParams(**kw))
+    return Accumulator(GridLayout(0.5, 6, 4, 0.0, 0.0), FusionParams(**{**OCTOMAP, **kw}))
 
 
 def _frame(acc, cells, seen, cls):
@@ -120,7 +130,7 @@ def test_class_evidence_matches_a_plain_reference():
 
 def test_window_moves_by_whole_cells_and_forgets_what_leaves():
     layout = GridLayout(1.0, 5, 4, 0.0, 0.0)
-    acc = Accumulator(layout, FusionParams(), anchor=(0.0, 0.0))
+    acc = Accumulator(layout, FusionParams(**OCTOMAP), anchor=(0.0, 0.0))
     # mark the cell at lattice (row 1, col 3): world centre (3.5, 1.5)
     state = np.zeros(layout.size, np.uint8)
     cls = np.zeros(layout.size, np.uint8)
@@ -161,10 +171,11 @@ def test_odometry_fusion_keeps_a_static_car_in_place():
     layout = frame.layout
     assert layout.origin_x == pytest.approx(51.3 + 8.0 * math.cos(0.12) - 12.0, abs=0.1)
     edge = layout.index_of(np.full(8, 58.1), 9.5 + 0.2 * np.arange(8))
-    two_hits = round(100 / (1 + math.exp(-2 * logit(0.7))))
+    lo, hi = logit(config["clamp_min"]), logit(config["clamp_max"])
+    two_hits = round(100 / (1 + math.exp(-min(2 * logit(config["p_hit"]), hi))))
     assert (frame.occupancy.ravel()[edge] == two_hits).all()
     assert (frame.semantic.ravel()[edge] == CAR).all()
-    two_misses = round(100 / (1 + math.exp(-2 * logit(0.4))))
+    two_misses = round(100 / (1 + math.exp(-max(2 * logit(config["p_miss"]), lo))))
     road = layout.index_of(np.array([56.0, 55.1, 57.0]), np.array([10.1, 9.5, 11.0]))
     assert (frame.occupancy.ravel()[road] == two_misses).all()
     hidden = layout.index_of(np.array([61.0, 64.0]), np.array([10.1, 10.3]))
@@ -178,10 +189,38 @@ def test_ego_grid_is_one_frame_only():
     builder = GridBuilder(config)
     builder.set_camera(camera)
     with_car = builder.process(render_camera(camera, [Box(8.1, 12.5, -0.7, 1.1, 1.4, CAR)]), 0.0)
-    assert (with_car.occupancy == 70).sum() >= 10
+    assert (nav2_reading(with_car.occupancy) == "occupied").sum() >= 10
     empty = builder.process(render_camera(camera, []), 0.1)
-    assert not (empty.occupancy == 70).any()  # nothing of the previous frame remains
-    assert set(np.unique(empty.occupancy).tolist()) == {-1, 40}
+    assert not (nav2_reading(empty.occupancy) == "occupied").any()  # nothing of the previous frame remains
+    assert set(np.unique(empty.occupancy).tolist()) == {-1, config.fusion().single_update()[0]}
+
+
+@pytest.mark.parametrize("use_odom", [False, True])
+def test_default_grid_reads_free_road_and_an_occupied_car_to_nav2(use_odom):
+    """Issue 18.5: with the default fusion settings one frame of road is free and a car's contact
+    occupied by nav2's trinary reading, with and without odometry (OctoMap's 0.7 / 0.4 gave 40
+    and 70: the road unknown to nav2)."""
+    config = config_from_params({"camera.x": 1.0, "camera.z": 1.5, "camera.pitch": 0.1, "use_odom": use_odom})
+    camera = CameraModel([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]], [], "", 640, 480, config.pose)
+    builder = GridBuilder(config)
+    builder.set_camera(camera)
+    pose = Pose2D(0.0, 0.0, 0.0) if use_odom else None
+    road_only = nav2_reading(builder.process(render_camera(camera, []), 0.0, pose).occupancy)
+    assert (road_only == "free").sum() > 5000 and not (road_only == "occupied").any()
+    builder = GridBuilder(config)
+    builder.set_camera(camera)
+    frame = builder.process(render_camera(camera, [Box(8.15, 12.55, -0.65, 1.15, 1.4, CAR)]), 0.0, pose)
+    seen = nav2_reading(frame.occupancy)
+    edge = frame.layout.index_of(np.full(12, 8.15), -0.6 + 0.1 * np.arange(12))
+    assert (seen.ravel()[edge] == "occupied").all() and (frame.semantic.ravel()[edge] == CAR).all()
+    road = frame.layout.index_of(np.array([4.05, 6.05, 7.55]), np.array([0.05, 0.05, -0.35]))
+    assert (seen.ravel()[road] == "free").all()
+
+
+def test_settings_that_nav2_would_read_as_unknown_are_named():
+    assert FusionParams().nav2_reading_problem() is None
+    problem = FusionParams(**OCTOMAP).nav2_reading_problem()
+    assert "40 (free)" in problem and "below 19.6" in problem
 
 
 # ---------------------------------------------------------------------------- settings
