@@ -183,6 +183,10 @@ class PanopticResult:
     segments: list[Segment] = field(default=None)  # filled from id_map when not given
     # semantic_of(id_map), when the producer made it more cheaply (e.g. on a smaller map).
     semantic_map: np.ndarray | None = field(default=None, repr=False)
+    # HxW uint8 trainIds of the model's semantic head before merging, when asked for: unlike
+    # ``semantic`` it keeps thing pixels that joined no instance and stuff below the area
+    # threshold, so semantic mIoU is scored on it.
+    semantic_head: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.id_map.ndim != 2 or self.id_map.dtype != np.int32:

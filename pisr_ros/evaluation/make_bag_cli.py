@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pisr_ros.inference.predict_cli import find_images
+    from pisr_ros.image_files import find_images
 
     if not 1 <= args.jpeg_quality <= 100:
         raise UsageError(f"--jpeg-quality must be 1..100, got {args.jpeg_quality}")

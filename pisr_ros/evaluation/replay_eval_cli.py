@@ -95,13 +95,14 @@ def parse_rate(text: str) -> float | None:
 
 
 def postprocess_config(args: argparse.Namespace):
-    from pisr_ros.inference.predictor import default_postprocess
+    from pisr_ros import settings
+    from pisr_ros.postprocess.panoptic_deeplab import PanopticDeepLabSettings
 
     if args.nms_kernel < 0 or (args.nms_kernel and args.nms_kernel % 2 == 0):
         raise UsageError(f"--nms-kernel must be 0 or an odd number >= 1, got {args.nms_kernel}")
     if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
-    cfg = default_postprocess(args.device)
+    cfg = settings.for_device(PanopticDeepLabSettings, args.device)
     if args.upsample:
         cfg = replace(cfg, upsample=True, nms_kernel=7)
     changes = {k: v for k, v in (("center_threshold", args.center_threshold), ("top_k", args.top_k),

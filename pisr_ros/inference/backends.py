@@ -1,7 +1,8 @@
 """Backends: one network call, normalised images in, head tensors out.
 
 Every backend has ``name``, ``device`` (where the Predictor prepares its input),
-``input_size`` (H, W) and ``run(images) -> {"semantic", "center", "offset"}``: ``images`` is
+``input_size`` (H, W) and ``run(images) -> {output name: tensor}``, the outputs of the model's
+family (``pisr_ros.families``; Panoptic-DeepLab: semantic, center, offset): ``images`` is
 float32 (N,3,H,W), normalised, contiguous, on ``device``; the outputs are float32 torch tensors
 on ``device`` (CUDA outputs stay on the GPU so post-processing runs there).
 
@@ -18,9 +19,8 @@ import numpy as np
 import torch
 
 from pisr_ros.errors import UsageError
-from pisr_ros.inference.model_files import ONNX_INPUT, ONNX_OUTPUTS, ModelInfo, onnx_for
-from pisr_ros.models.panoptic_deeplab import OUTPUT_STRIDE
-from pisr_ros.taxonomy import NUM_CLASSES
+from pisr_ros.families import HeadOutput
+from pisr_ros.inference.model_files import ONNX_INPUT, ModelInfo, onnx_for
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 # Not a way to serve a model: heads of an empty street (road everywhere, no centers) at no
@@ -31,9 +31,10 @@ NOOP = "noop"
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, input_size: tuple[int, int], device: str = "cpu",
-                 fp16: bool = False, threads: int | None = None):
+    def __init__(self, model: torch.nn.Module, input_size: tuple[int, int], output_names: tuple[str, ...],
+                 device: str = "cpu", fp16: bool = False, threads: int | None = None):
         self.device = torch.device(device)
+        self.output_names = tuple(output_names)
         if fp16 and self.device.type != "cuda":
             raise UsageError("fp16 needs a CUDA device (PyTorch's CPU half convolutions are slow)")
         if threads and self.device.type == "cpu":
@@ -47,17 +48,20 @@ class TorchBackend:
     @torch.inference_mode()
     def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.model(images.half() if self.fp16 else images)
-        return {name: out[name].float() for name in ONNX_OUTPUTS}
+        return {name: out[name].float() for name in self.output_names}
 
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, onnx_path, input_size: tuple[int, int], device: str = "cpu", threads: int | None = None):
+    def __init__(self, onnx_path, input_size: tuple[int, int], outputs: tuple[HeadOutput, ...], device: str = "cpu",
+                 threads: int | None = None):
         import onnxruntime as ort
 
         self.device = torch.device(device)
         self.input_size = tuple(input_size)
+        self.outputs = tuple(outputs)
+        self.output_names = [o.name for o in self.outputs]
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -73,19 +77,22 @@ class OnnxRuntimeBackend:
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device.index or 0}))
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         self.onnx_path = onnx_path
+        missing = sorted(set(self.output_names) - {o.name for o in self.session.get_outputs()})
+        if missing:
+            raise UsageError(f"{onnx_path} has no output(s) {', '.join(missing)} that its model family needs; "
+                             "export it again with `pisr-ros export`")
 
     def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.device.type == "cpu":
-            outs = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: images.numpy()})
-            return {name: torch.from_numpy(o) for name, o in zip(ONNX_OUTPUTS, outs)}
+            outs = self.session.run(self.output_names, {ONNX_INPUT: images.numpy()})
+            return {name: torch.from_numpy(o) for name, o in zip(self.output_names, outs)}
         # On CUDA, bind torch tensors so nothing crosses to the host.
         index = self.device.index or 0
         binding = self.session.io_binding()
         binding.bind_input(ONNX_INPUT, "cuda", index, np.float32, tuple(images.shape), images.data_ptr())
         n, _, h, w = images.shape
-        grid = (-(-h // OUTPUT_STRIDE), -(-w // OUTPUT_STRIDE))
-        outs = {name: torch.empty((n, c, *grid), dtype=torch.float32, device=self.device)
-                for name, c in zip(ONNX_OUTPUTS, (NUM_CLASSES, 1, 2))}
+        outs = {o.name: torch.empty(o.shape(n, (h, w)), dtype=torch.float32, device=self.device)
+                for o in self.outputs}
         for name, t in outs.items():
             binding.bind_output(name, "cuda", index, np.float32, tuple(t.shape), t.data_ptr())
         torch.cuda.current_stream(self.device).synchronize()  # the input is written
@@ -96,14 +103,11 @@ class OnnxRuntimeBackend:
 class NoopBackend:
     name = NOOP
 
-    def __init__(self, input_size: tuple[int, int], device: str = "cpu"):
+    def __init__(self, heads: dict[str, torch.Tensor], input_size: tuple[int, int], device: str = "cpu"):
+        """``heads``: one image's fake outputs (the family's ``fake_heads``), on ``device``."""
         self.device = torch.device(device)
         self.input_size = tuple(input_size)
-        h, w = (-(-v // OUTPUT_STRIDE) for v in self.input_size)
-        semantic = torch.zeros(1, NUM_CLASSES, h, w, device=self.device)
-        semantic[:, 0] = 1.0  # road
-        self._heads = {"semantic": semantic, "center": torch.zeros(1, 1, h, w, device=self.device),
-                       "offset": torch.zeros(1, 2, h, w, device=self.device)}
+        self._heads = heads
 
     def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         n = images.shape[0]
@@ -158,24 +162,25 @@ def make_backend(info: ModelInfo, backend: str = "auto", device: str = "cpu", *,
     ``onnx_for``); an ONNX file serves onnxruntime and tensorrt at its own size."""
     name = resolve(backend, device)
     size = tuple(input_size) if input_size else info.input_size
+    family = info.family
     if name == NOOP:
-        return NoopBackend(size, device)
+        return NoopBackend(family.fake_heads(info.model_spec, size, torch.device(device)), size, device)
     if name == "torch":
         if info.kind != "checkpoint":
             raise UsageError(f"the torch backend needs the checkpoint (.pt), not {info.path}")
         from pisr_ros.models.spec import load_checkpoint
 
         model, _ = load_checkpoint(info.path)
-        return TorchBackend(model, size, device, fp16=fp16, threads=threads)
+        return TorchBackend(model, size, info.output_names, device, fp16=fp16, threads=threads)
     if info.kind == "onnx" and size != info.input_size:
         raise UsageError(f"{info.path} was exported for {info.input_size[0]}x{info.input_size[1]} input; "
                          f"export the checkpoint at {size[0]}x{size[1]} (pisr-ros export --size) or keep its size")
     onnx_path = info.path if info.kind == "onnx" else onnx_for(info, size)
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(onnx_path, size, device, threads=threads)
+        return OnnxRuntimeBackend(onnx_path, size, family.outputs(info.model_spec), device, threads=threads)
     from pisr_ros.inference.tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(onnx_path, device=device, fp16=fp16, **tensorrt_options)
+    return TensorRTBackend(onnx_path, output_names=info.output_names, device=device, fp16=fp16, **tensorrt_options)
 
 
 def default_threads() -> int:

@@ -52,7 +52,7 @@ def _frames(images: str | None, size: tuple[int, int], count: int = 6) -> list[n
     import cv2
 
     if images:
-        from pisr_ros.inference.predict_cli import find_images
+        from pisr_ros.image_files import find_images
 
         paths = [p for _, p in find_images(images)[:count]]
         frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pisr_ros.inference.backends import BACKENDS, default_threads
-    from pisr_ros.inference.predict_cli import parse_size
+    from pisr_ros.arguments import parse_size
     from pisr_ros.inference.predictor import Predictor
 
     names = [b.strip() for b in args.backends.split(",") if b.strip()]

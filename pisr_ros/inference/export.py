@@ -1,4 +1,5 @@
-"""ONNX export of the network alone: normalised images in, the three head tensors out.
+"""ONNX export of the network alone: normalised images in, the model family's head tensors out
+(``family.outputs(spec)``; Panoptic-DeepLab: semantic, center, offset).
 
 Post-processing stays out of the graph: its work depends on the data (how many centers, which
 pixels are things) and runs as torch functions after any backend. The input size is fixed
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pisr_ros.inference.model_files import (META_SOURCE_SHA256, META_SPEC, ONNX_INPUT, ONNX_OUTPUTS,
-                                            sha256_of)
+from pisr_ros.errors import UsageError
+from pisr_ros.families import family_of
+from pisr_ros.inference.model_files import (CHECKPOINT_POSTPROCESS, META_POSTPROCESS, META_SOURCE_SHA256, META_SPEC,
+                                            ONNX_INPUT, sha256_of)
 
 DEFAULT_OPSET = 17
 
@@ -29,23 +32,35 @@ TENSORRT_OPS = frozenset({
 })
 
 
+def output_names(spec) -> list[str]:
+    return [o.name for o in family_of(spec).outputs(spec)]
+
+
 def export_onnx(model: torch.nn.Module, spec, out: str | Path, size: tuple[int, int],
-                opset: int = DEFAULT_OPSET, source_sha256: str = "") -> None:
-    """Write ``model`` (in eval mode, on the CPU) as ONNX for input ``size`` (H, W)."""
+                opset: int = DEFAULT_OPSET, source_sha256: str = "", postprocess: dict | None = None) -> None:
+    """Write ``model`` (in eval mode, on the CPU) as ONNX for input ``size`` (H, W), with the spec
+    and the settings tuned for the model (``postprocess``) in its metadata."""
     import onnx
 
+    if len(size) != 2 or min(int(v) for v in size) < 32:
+        raise UsageError(f"cannot export {spec.name} at input size {list(size)}: height and width must be at "
+                         "least 32 pixels (multiples of 32); give --size HxW or fix the spec's input_size")
+    names = output_names(spec)
     model = model.cpu().eval()
     x = torch.zeros(1, 3, *size)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export's, which needs
         # onnxscript; this one writes the same operators and is what TensorRT users run.
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(out), input_names=[ONNX_INPUT], output_names=list(ONNX_OUTPUTS),
-                          dynamic_axes={name: {0: "batch"} for name in (ONNX_INPUT, *ONNX_OUTPUTS)},
+        torch.onnx.export(model, (x,), str(out), input_names=[ONNX_INPUT], output_names=names,
+                          dynamic_axes={name: {0: "batch"} for name in (ONNX_INPUT, *names)},
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     proto = onnx.load(str(out))
     exported = dict(spec.to_dict(), input_size=list(size))
-    for key, value in ((META_SPEC, json.dumps(exported, sort_keys=True)), (META_SOURCE_SHA256, source_sha256)):
+    meta = [(META_SPEC, json.dumps(exported, sort_keys=True)), (META_SOURCE_SHA256, source_sha256)]
+    if postprocess:
+        meta.append((META_POSTPROCESS, json.dumps(postprocess, sort_keys=True)))
+    for key, value in meta:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "pisr_ros"
@@ -55,10 +70,11 @@ def export_onnx(model: torch.nn.Module, spec, out: str | Path, size: tuple[int, 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, size: tuple[int, int] | None = None,
                       opset: int = DEFAULT_OPSET) -> tuple[torch.nn.Module, object]:
     """Export a checkpoint; returns its (model, spec) for parity checks."""
-    from pisr_ros.models.spec import load_checkpoint
+    from pisr_ros.models.spec import load_checkpoint, read_checkpoint
 
     model, spec = load_checkpoint(checkpoint)
-    export_onnx(model, spec, out, tuple(size or spec.input_size), opset, sha256_of(checkpoint))
+    postprocess = read_checkpoint(checkpoint).get(CHECKPOINT_POSTPROCESS)
+    export_onnx(model, spec, out, tuple(size or spec.input_size), opset, sha256_of(checkpoint), postprocess)
     return model, spec
 
 
@@ -81,9 +97,10 @@ def parity(path: str | Path, model: torch.nn.Module, size: tuple[int, int], batc
     with torch.no_grad():
         ref = model.cpu().eval()(x)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = dict(zip(ONNX_OUTPUTS, session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: x.numpy()})))
+    names = output_names(model.spec)
+    got = dict(zip(names, session.run(names, {ONNX_INPUT: x.numpy()})))
     out = {}
-    for name in ONNX_OUTPUTS:
+    for name in names:
         r = ref[name].numpy()
         err = float(np.abs(got[name] - r).max())
         out[name] = (err, err / max(float(np.abs(r).max()), 1e-12))

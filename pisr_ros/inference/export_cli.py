@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pisr_ros.inference.export import (DEFAULT_OPSET, TENSORRT_OPS, check_onnx, export_checkpoint,
                                            parity)
-    from pisr_ros.inference.predict_cli import parse_size
+    from pisr_ros.arguments import parse_size
 
     out = Path(args.out)
     if out.suffix != ".onnx":

@@ -1,26 +1,33 @@
 """What a model file says about itself: checkpoints (.pt) and exported networks (.onnx).
 
-Every backend needs the same few facts besides the weights: the input size the network runs
-at, and the pixel mean and std it was trained with. A checkpoint carries them in its spec; our
-ONNX export writes the spec into the file's metadata, so an .onnx (or an engine built from
-one) can be served without the checkpoint it came from.
+Every backend needs the same few facts besides the weights: the model family (which names the
+network's outputs and post-processes them), the input size the network runs at, the pixel mean
+and std it was trained with, and the post-processing settings tuned for it, if any. A checkpoint
+carries them in its spec (and its "postprocess" entry); our ONNX export writes both into the
+file's metadata, so an .onnx (or an engine built from one) can be served without the checkpoint
+it came from.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pisr_ros.errors import UsageError
 
 ONNX_INPUT = "images"
-ONNX_OUTPUTS = ("semantic", "center", "offset")
 META_SPEC = "pisr_ros.spec"  # the model spec (JSON), input_size = the exported size
 META_SOURCE_SHA256 = "pisr_ros.source_sha256"  # the checkpoint the file was exported from
+META_POSTPROCESS = "pisr_ros.postprocess"  # settings tuned for the model (JSON), as in checkpoints
+CHECKPOINT_POSTPROCESS = "postprocess"  # checkpoint key: {device type: {setting: value}}
 
 EXPORT_HINT = "pisr-ros export --model CHECKPOINT.pt --out {path} --size HxW"
+#: What the node, `pisr-ros predict`, `bench` and `replay-eval` serve when no model is named
+#: (config/panoptic.yaml names the same file; a test keeps them equal). Found by ``find_model``.
+DEFAULT_MODEL = "pd_light_pisr_residual_synth.pt"
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,18 @@ class ModelInfo:
     pixel_std: tuple[float, float, float]
     spec: dict  # the full model spec
     source_sha256: str  # of the checkpoint (the file itself for a checkpoint)
+    model_spec: Any = None  # ``spec`` as its family's spec object
+    postprocess: dict = field(default_factory=dict)  # {device type: {setting: value}} tuned for it
+
+    @property
+    def family(self):
+        from pisr_ros.families import family_of
+
+        return family_of(self.model_spec)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.family.outputs(self.model_spec))
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -43,12 +62,21 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _info_from_spec(path: Path, kind: str, spec: dict, source_sha256: str) -> ModelInfo:
+def _info_from_spec(path: Path, kind: str, spec: dict, source_sha256: str, postprocess) -> ModelInfo:
+    from pisr_ros.models.spec import spec_from_dict
+
+    try:
+        model_spec = spec_from_dict(spec)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+    if not isinstance(postprocess, dict) or not all(isinstance(v, dict) for v in postprocess.values()):
+        raise UsageError(f"{path}: its stored post-processing settings are not {{device: {{name: value}}}}; "
+                         "write them with `pisr-ros tune-postprocess`")
     return ModelInfo(path=path, kind=kind, name=str(spec.get("name", path.stem)),
-                     input_size=tuple(int(v) for v in spec["input_size"]),
-                     pixel_mean=tuple(float(v) for v in spec["pixel_mean"]),
-                     pixel_std=tuple(float(v) for v in spec["pixel_std"]),
-                     spec=spec, source_sha256=source_sha256)
+                     input_size=tuple(int(v) for v in model_spec.input_size),
+                     pixel_mean=tuple(float(v) for v in model_spec.pixel_mean),
+                     pixel_std=tuple(float(v) for v in model_spec.pixel_std),
+                     spec=spec, source_sha256=source_sha256, model_spec=model_spec, postprocess=postprocess)
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
@@ -62,7 +90,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
         if path.suffix == ".onnx":
             raise UsageError(f"no ONNX file at {path}; make it with `{EXPORT_HINT.format(path=path)}`")
         raise UsageError(f"no model file at {path}; train one with `pisr-ros train` "
-                         "or use the shipped models/pd_light_pisr_residual_synth.pt")
+                         f"or use the shipped models/{DEFAULT_MODEL}")
     if path.suffix == ".onnx":
         import onnx
 
@@ -73,11 +101,19 @@ def read_model_info(path: str | Path) -> ModelInfo:
         meta = {p.key: p.value for p in proto.metadata_props}
         if META_SPEC not in meta:
             raise UsageError(f"{path} has no pisr_ros metadata; export it with `{EXPORT_HINT.format(path=path)}`")
-        return _info_from_spec(path, "onnx", json.loads(meta[META_SPEC]), meta.get(META_SOURCE_SHA256, ""))
+        try:
+            spec = json.loads(meta[META_SPEC])
+            postprocess = json.loads(meta.get(META_POSTPROCESS, "{}"))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}: its pisr_ros metadata is not JSON ({exc}); export it again with "
+                             f"`{EXPORT_HINT.format(path=path)}`") from exc
+        return _info_from_spec(path, "onnx", spec, meta.get(META_SOURCE_SHA256, ""), postprocess)
     if path.suffix in (".pt", ".pth"):
         from pisr_ros.models.spec import read_checkpoint
 
-        return _info_from_spec(path, "checkpoint", read_checkpoint(path)["spec"], sha256_of(path))
+        ckpt = read_checkpoint(path)
+        return _info_from_spec(path, "checkpoint", ckpt["spec"], sha256_of(path),
+                               ckpt.get(CHECKPOINT_POSTPROCESS, {}))
     raise UsageError(f"{path}: a model is a checkpoint (.pt) or an ONNX file (.onnx)")
 
 
@@ -140,5 +176,5 @@ def find_model(name: str) -> Path:
             return candidate
     looked = ", ".join(str(c) for c in candidates)
     hint = (f"make it with `pisr-ros export --model CHECKPOINT.pt --out {name} --size HxW`" if path.suffix == ".onnx"
-            else "train one with `pisr-ros train` or use the shipped pd_light_pisr_residual_synth.pt")
+            else f"train one with `pisr-ros train` or use the shipped {DEFAULT_MODEL}")
     raise UsageError(f"model {name!r} not found (looked at: {looked}); {hint}")

@@ -7,7 +7,9 @@ backend.
 Stages, each timed in ``last_timings`` (seconds; ``NetworkOutput.timings`` for the halves below):
   preprocess   resize to the network's input size and normalise, on the backend's device
   network      the backend call
-  postprocess  center NMS, grouping, merging (pisr_ros.postprocess), on the same device
+  postprocess  the model family's post-processing (Panoptic-DeepLab: center NMS, grouping,
+               merging; pisr_ros.postprocess), on the same device, with ``predictor.postprocess``:
+               the family's settings for the device, those tuned into the model, then the caller's
   resize       the id map (and semantic map, confidence) back to the image's size (nearest),
                and the segments, computed on the small map (pisr_ros.panoptic.segments_of)
 
@@ -26,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pisr_ros.inference.backends import make_backend
+from pisr_ros import settings
+from pisr_ros.inference.backends import TorchBackend, make_backend
 from pisr_ros.inference.model_files import ModelInfo, read_model_info
 from pisr_ros.panoptic import PanopticResult, resize_nearest, segments_of, semantic_of
-from pisr_ros.postprocess.panoptic_deeplab import PostprocessConfig, panoptic_deeplab_postprocess
 
 ENCODINGS = ("rgb", "bgr")
 
@@ -43,13 +45,24 @@ class NetworkOutput:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage so far
 
 
-def default_postprocess(device: str | torch.device) -> PostprocessConfig:
-    """On a GPU detectron2's way (heads upsampled to the input size). On a CPU, the heads' own
-    grid: ~15x less work (docs/postprocess_timing.md), with the 7x7 center NMS scaled to 3x3
-    cells so it spans about the same distance in the image."""
-    if torch.device(device).type == "cuda":
-        return PostprocessConfig()
-    return PostprocessConfig(upsample=False, nms_kernel=3)
+def normalize(images: torch.Tensor, pixel_mean: Sequence[float], pixel_std: Sequence[float]) -> torch.Tensor:
+    """(N,3,H,W) RGB 0..255 (uint8 or float) -> float32 network input, on the images' device:
+    (x - mean) * (1 / std), the expression every path (GPU preprocess, training) uses."""
+    mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    inv_std = 1.0 / torch.as_tensor(pixel_std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return (images.float() - mean) * inv_std
+
+
+def model_settings(info: ModelInfo, device: str | torch.device, **given):
+    """The post-processing settings of ``info``'s family on ``device``: the family's defaults for
+    the device, then what was tuned into the model file, then ``given`` (None = not given).
+    Raises UsageError naming the refused values."""
+    from pisr_ros.errors import UsageError
+
+    try:
+        return settings.resolve(info.family.settings_class, device, info.postprocess, **given)
+    except ValueError as exc:
+        raise UsageError(f"{info.path.name}: {exc}") from exc
 
 
 def check_image(image: np.ndarray) -> None:
@@ -61,36 +74,59 @@ def check_image(image: np.ndarray) -> None:
 
 
 class Predictor:
-    def __init__(self, backend, info: ModelInfo, postprocess: PostprocessConfig | None = None,
-                 keep_confidence: bool = True, profile: bool = False):
-        """``keep_confidence``: also resize the confidence map to each image (the segments' scores
-        are exact either way). ``profile``: synchronise CUDA between stages so that
-        ``last_timings`` is true per stage (costs a little on GPUs; nothing on CPUs)."""
+    def __init__(self, backend, info: ModelInfo, postprocess=None, keep_confidence: bool = True,
+                 profile: bool = False, keep_semantic_head: bool = False):
+        """``postprocess``: the family's settings (default: ``model_settings(info, device)``).
+        ``keep_confidence``: also resize the confidence map to each image (the segments' scores
+        are exact either way). ``keep_semantic_head``: also give each result the semantic head's
+        own argmax (``PanopticResult.semantic_head``, what mIoU is scored on). ``profile``:
+        synchronise CUDA between stages so that ``last_timings`` is true per stage (costs a
+        little on GPUs; nothing on CPUs)."""
         self.backend = backend
         self.info = info
+        self.family = info.family
         self.device = backend.device
         self.input_size = tuple(backend.input_size)
-        self.postprocess = postprocess or default_postprocess(self.device)
+        self.postprocess = postprocess if postprocess is not None else model_settings(info, self.device)
         self.keep_confidence = keep_confidence
+        self.keep_semantic_head = keep_semantic_head
         self.profile = profile
         self.last_timings: dict[str, float] = {}
-        self._mean = torch.tensor(info.pixel_mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._inv_std = 1.0 / torch.tensor(info.pixel_std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._mean_np = self._mean.cpu().numpy().reshape(3)
-        self._inv_std_np = self._inv_std.cpu().numpy().reshape(3)
+        # normalize()'s float32 numbers, for the CPU path's per-channel numpy passes.
+        self._mean_np = np.asarray(info.pixel_mean, np.float32)
+        self._inv_std_np = np.float32(1.0) / np.asarray(info.pixel_std, np.float32)
 
     @classmethod
     def from_file(cls, model: str, backend: str = "auto", device: str = "cpu", *, fp16: bool = False,
                   threads: int | None = None, input_size: tuple[int, int] | None = None,
-                  postprocess: PostprocessConfig | None = None, keep_confidence: bool = True,
-                  profile: bool = False, **tensorrt_options) -> Predictor:
+                  postprocess=None, keep_confidence: bool = True, profile: bool = False,
+                  keep_semantic_head: bool = False, **tensorrt_options) -> Predictor:
         """A Predictor for a checkpoint (.pt) or an exported ONNX file; ``backend`` is auto,
         torch, onnxruntime or tensorrt (see pisr_ros.inference.backends); ``input_size`` (H, W)
         the network runs at, default the model's own."""
         info = read_model_info(model)
         engine = make_backend(info, backend, device, fp16=fp16, threads=threads, input_size=input_size,
                               **tensorrt_options)
-        return cls(engine, info, postprocess, keep_confidence, profile)
+        return cls(engine, info, postprocess, keep_confidence, profile, keep_semantic_head)
+
+    @classmethod
+    def from_module(cls, model: torch.nn.Module, spec, device: str | torch.device = "cpu", *,
+                    postprocess=None, input_size: tuple[int, int] | None = None,
+                    keep_semantic_head: bool = True) -> Predictor:
+        """A Predictor over a torch model in memory (training's validation), built from ``spec``.
+        It puts the model in eval mode: a caller that trains on puts it back."""
+        from pathlib import Path
+
+        from pisr_ros.families import family_of
+
+        info = ModelInfo(path=Path(f"<{spec.name}>"), kind="module", name=spec.name,
+                         input_size=tuple(int(v) for v in spec.input_size),
+                         pixel_mean=tuple(float(v) for v in spec.pixel_mean),
+                         pixel_std=tuple(float(v) for v in spec.pixel_std),
+                         spec=spec.to_dict(), source_sha256="", model_spec=spec)
+        names = tuple(o.name for o in family_of(spec).outputs(spec))
+        backend = TorchBackend(model, tuple(input_size or info.input_size), names, device)
+        return cls(backend, info, postprocess, keep_semantic_head=keep_semantic_head)
 
     # ------------------------------------------------------------------------------ stages
     def _sync(self) -> None:
@@ -121,7 +157,7 @@ class Predictor:
         x = torch.cat([upload(img) for img in images])
         if encoding == "bgr":
             x = x.flip(1)
-        return ((x - self._mean) * self._inv_std).contiguous()
+        return normalize(x, self.info.pixel_mean, self.info.pixel_std).contiguous()
 
     def __call__(self, image: np.ndarray, encoding: str = "rgb") -> PanopticResult:
         return self.predict([image], encoding)[0]
@@ -162,12 +198,15 @@ class Predictor:
         """The second half of ``predict``: postprocess and resize ``out`` to its images' sizes,
         with the post-processing settings of the moment."""
         t2 = time.perf_counter()
-        batch = panoptic_deeplab_postprocess(out.heads["semantic"], out.heads["center"], out.heads["offset"],
-                                             input_size=self.input_size, cfg=self.postprocess)
+        batch = self.family.postprocess(out.heads, self.input_size, self.postprocess)
         ids = batch.id_map.cpu().numpy()
         conf = batch.confidence.cpu().numpy()
+        heads = batch.semantic.to(torch.uint8).cpu().numpy() if self.keep_semantic_head else None
         t3 = time.perf_counter()
         results = [self._at_image_size(ids[i], conf[i], size) for i, size in enumerate(out.sizes)]
+        if heads is not None:
+            for result, head, size in zip(results, heads, out.sizes):
+                result.semantic_head = resize_nearest(head, size)
         t4 = time.perf_counter()
         out.timings.update(postprocess=t3 - t2, resize=t4 - t3)
         return results

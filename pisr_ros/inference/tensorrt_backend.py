@@ -35,7 +35,6 @@ from pisr_ros.inference.engine_cache import (
 )
 from pisr_ros.inference.model_files import EXPORT_HINT
 from pisr_ros.inference.model_files import ONNX_INPUT as INPUT
-from pisr_ros.inference.model_files import ONNX_OUTPUTS as OUTPUTS
 
 ADDRESS_ALIGNMENT = 256  # IExecutionContext::setTensorAddress: "at least 256-byte alignment"
 PROGRESS_DEPTH = 1  # phases nested deeper than this are not printed (there are hundreds)
@@ -213,12 +212,20 @@ def _onnx_input_size(onnx_path: Path) -> tuple[int, int]:
     return int(dims[2].dim_value), int(dims[3].dim_value)
 
 
+def expected_outputs(onnx_path: str | Path) -> tuple[str, ...]:
+    """The output names the ONNX file's model family produces (from its pisr_ros metadata)."""
+    from pisr_ros.inference.model_files import read_model_info
+
+    return read_model_info(onnx_path).output_names
+
+
 def _check_network(onnx_path: Path, network, max_batch: int) -> tuple[int, int, int]:
     """(fixed batch or -1, H, W) of the parsed network, after checking its I/O names."""
+    expected = expected_outputs(onnx_path)
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     outputs = {network.get_output(i).name for i in range(network.num_outputs)}
-    if [t.name for t in inputs] != [INPUT] or not set(OUTPUTS) <= outputs:
-        raise UsageError(f"{onnx_path}: expected input {INPUT!r} and outputs {list(OUTPUTS)}, got "
+    if [t.name for t in inputs] != [INPUT] or not set(expected) <= outputs:
+        raise UsageError(f"{onnx_path}: expected input {INPUT!r} and outputs {list(expected)}, got "
                          f"{[t.name for t in inputs]} and {sorted(outputs)}; export it with "
                          f"`{EXPORT_HINT.format(path=onnx_path)}`")
     shape = tuple(inputs[0].shape)
@@ -359,8 +366,8 @@ def _torch_dtype(trt, dtype) -> torch.dtype:
 class TensorRTBackend:
     """Runs a cached (or freshly built) TensorRT engine on torch CUDA tensors.
 
-    ``run`` takes float32 (N,3,H,W) normalised input on ``self.device`` and returns the three
-    head tensors as float32 CUDA tensors; nothing is copied to the host. One execution context:
+    ``run`` takes float32 (N,3,H,W) normalised input on ``self.device`` and returns the model
+    family's head tensors as float32 CUDA tensors; nothing is copied to the host. One execution context:
     calls are serialised by a lock.
     """
 
@@ -370,7 +377,9 @@ class TensorRTBackend:
                  calib_dir: str | Path | None = None, workspace_mb: int | None = None,
                  cache_dir: str | Path | None = None, build: bool = True, progress: bool = True,
                  max_batch: int = 1, pixel_mean: Sequence[float] | None = None,
-                 pixel_std: Sequence[float] | None = None):
+                 pixel_std: Sequence[float] | None = None, output_names: Sequence[str] | None = None):
+        """``output_names``: the model family's outputs (default: read from the ONNX metadata)."""
+        self.output_names = tuple(output_names or expected_outputs(onnx_path))
         found = ensure_engine(onnx_path, device=device, fp16=fp16, int8=int8, calib_dir=calib_dir,
                               workspace_mb=workspace_mb, max_batch=max_batch, cache_dir=cache_dir, build=build,
                               progress=progress, pixel_mean=pixel_mean, pixel_std=pixel_std)
@@ -395,14 +404,15 @@ class TensorRTBackend:
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-            if inputs != [INPUT] or not set(OUTPUTS) <= set(outputs):
-                raise RuntimeError(f"{path}: engine I/O {inputs} -> {outputs}, expected [{INPUT!r}] -> {list(OUTPUTS)}")
+            expected = self.output_names
+            if inputs != [INPUT] or not set(expected) <= set(outputs):
+                raise RuntimeError(f"{path}: engine I/O {inputs} -> {outputs}, expected [{INPUT!r}] -> {list(expected)}")
             if engine.get_tensor_dtype(INPUT) != trt.DataType.FLOAT:
                 raise RuntimeError(f"{path}: input {INPUT!r} is {engine.get_tensor_dtype(INPUT).name}, expected FLOAT")
             shape = tuple(engine.get_tensor_shape(INPUT))  # (-1, 3, H, W) with a dynamic batch
             self.input_size = (int(shape[2]), int(shape[3]))
             self.max_batch = int(tuple(engine.get_tensor_profile_shape(INPUT, 0)[2])[0])
-            self._dtypes = {n: _torch_dtype(trt, engine.get_tensor_dtype(n)) for n in OUTPUTS}
+            self._dtypes = {n: _torch_dtype(trt, engine.get_tensor_dtype(n)) for n in expected}
             self._context = engine.create_execution_context()
             if self._context is None:
                 raise RuntimeError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
@@ -433,7 +443,7 @@ class TensorRTBackend:
             if not self._context.set_input_shape(INPUT, tuple(images.shape)):
                 raise RuntimeError(f"TensorRT refused input shape {tuple(images.shape)}")
             outputs = {}
-            for name in OUTPUTS:
+            for name in self.output_names:
                 shape = tuple(self._context.get_tensor_shape(name))
                 outputs[name] = torch.empty(shape, dtype=self._dtypes[name], device=self.device)
             for name, tensor in ((INPUT, images), *outputs.items()):

@@ -1,4 +1,6 @@
-"""Model specs: one dataclass tree per architecture, read from ``config/models/*.yaml``.
+"""Model specs and checkpoints. Panoptic-DeepLab's spec (``ModelSpec``) is a dataclass tree read
+from ``config/models/*.yaml``; every spec names its family (``family:``, pisr_ros.families),
+which builds the network, so the functions here serve every family.
 
 A spec says everything needed to rebuild a network: backbone, decoders, heads, PISR, the loss
 weights it was trained with, and the input it expects. Checkpoints carry their spec, so a
@@ -6,13 +8,14 @@ checkpoint can always be rebuilt, and a checkpoint that does not fit a given spe
 with the fields and weights that differ.
 
     spec = load_spec("config/models/pd_light_pisr.yaml")
-    model = build_model(spec)                      # a PanopticDeepLab nn.Module
+    model = build_model(spec)                      # the family's nn.Module (here PanopticDeepLab)
     save_checkpoint("model.pt", model, spec)
     model, spec = load_checkpoint("model.pt")      # or load_checkpoint(path, spec=expected)
 """
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,8 +107,21 @@ class LossSpec:
     ignore_label: int = 255
 
 
+class SpecBase:
+    """``to_dict`` / ``from_dict`` for a family's frozen spec dataclass (nested dataclasses and
+    tuples as YAML lists; unknown keys are an error, missing keys default)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return _from_dict(cls, data, "")
+
+
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(SpecBase):
+    family: str = "panoptic_deeplab"  # pisr_ros.families; specs written before it was a field are this one
     name: str = "pd_light_pisr"
     num_classes: int = NUM_CLASSES
     input_size: tuple[int, int] = (512, 1024)  # H, W the model is trained and run at
@@ -119,13 +135,45 @@ class ModelSpec:
     pisr: PISRSpec = field(default_factory=PISRSpec)
     loss: LossSpec = field(default_factory=LossSpec)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+    def __post_init__(self):
+        problems = model_spec_problems(self)
+        if problems:
+            raise UsageError("model spec: " + "; ".join(problems))
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
-        """A spec from nested dicts (YAML); unknown keys are an error, missing keys default."""
-        return _from_dict(cls, data, "")
+
+def model_spec_problems(spec: ModelSpec) -> list[str]:
+    """What in ``spec`` no network can be built or run from, checked when the spec is made (a
+    YAML file, a checkpoint's spec), so that the user reads why instead of a builder's traceback."""
+    out = []
+    if spec.num_classes != NUM_CLASSES:
+        out.append(f"num_classes must be {NUM_CLASSES} (the Cityscapes training classes), not {spec.num_classes!r}")
+    size = spec.input_size
+    if not (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 for v in size)):
+        out.append(f"input_size must be [H, W], two whole numbers of at least 32 pixels, not {_plain(size)!r}")
+    for name in ("pixel_mean", "pixel_std"):
+        value = getattr(spec, name)
+        if not (isinstance(value, (tuple, list)) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            out.append(f"{name} must be three numbers (R, G, B), not {_plain(value)!r}")
+        elif name == "pixel_std" and min(value) <= 0:
+            out.append(f"pixel_std must be positive, not {_plain(value)!r}")
+    backbone = spec.backbone
+    strides = {"resnet": (8, 16, 32), "mobilenet": (16, 32)}
+    if backbone.name not in strides:
+        out.append(f"backbone.name must be resnet or mobilenet, not {backbone.name!r}")
+    elif backbone.output_stride not in strides[backbone.name]:
+        out.append(f"backbone.output_stride of {backbone.name} must be one of "
+                   f"{', '.join(map(str, strides[backbone.name]))}, not {backbone.output_stride!r}")
+    if backbone.name == "resnet":
+        from pisr_ros.models.backbone import RESNET_LAYERS
+
+        if backbone.depth not in RESNET_LAYERS:
+            out.append(f"backbone.depth must be one of {', '.join(map(str, sorted(RESNET_LAYERS)))}, "
+                       f"not {backbone.depth!r}")
+        if backbone.stem not in ("basic", "deeplab"):
+            out.append(f"backbone.stem must be basic or deeplab, not {backbone.stem!r}")
+    return out
 
 
 def _plain(value):
@@ -162,8 +210,17 @@ def _from_dict(cls, data, where, base=None):
     return dataclasses.replace(base, **kwargs)
 
 
-def load_spec(path: str | Path) -> ModelSpec:
-    """The ModelSpec in a YAML file (``config/models/*.yaml``)."""
+def spec_from_dict(data: dict[str, Any]):
+    """The spec of the family ``data["family"]`` names (Panoptic-DeepLab when absent)."""
+    from pisr_ros.families import family_of  # the registry sits above models/: import it late
+
+    if not isinstance(data, dict):
+        raise UsageError(f"model spec: expected a mapping, got {type(data).__name__}")
+    return family_of(data).spec_class.from_dict(data)
+
+
+def load_spec(path: str | Path):
+    """The spec in a YAML file (``config/models/*.yaml``), of the family its ``family:`` names."""
     import yaml  # only here: the rest of models/ needs nothing but torch
 
     path = Path(path)
@@ -171,17 +228,21 @@ def load_spec(path: str | Path) -> ModelSpec:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise UsageError(f"cannot read model spec {path}: {exc.strerror}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        raise UsageError(f"{path} is not a YAML model spec{at}; the model specs are config/models/*.yaml") from exc
     try:
-        return ModelSpec.from_dict(data or {})
+        return spec_from_dict(data or {})
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from exc
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """The network a spec describes; see ``PanopticDeepLab`` for its inputs and outputs."""
-    from pisr_ros.models.panoptic_deeplab import PanopticDeepLab
+def build_model(spec) -> nn.Module:
+    """The network a spec describes, built by its family (``PanopticDeepLab`` for ``ModelSpec``)."""
+    from pisr_ros.families import family_of
 
-    return PanopticDeepLab(spec)
+    return family_of(spec).build_model(spec)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -213,29 +274,61 @@ def spec_differences(a: dict, b: dict, prefix="") -> list[str]:
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """The raw dict ``save_checkpoint`` wrote (weights_only: nothing is unpickled but tensors
-    and plain data); refuses files that are not pisr_ros checkpoints."""
+    and plain data). Every file that is not a readable pisr_ros checkpoint with a spec this code
+    accepts raises ``UsageError`` (``CheckpointMismatchError``) naming the file and what to do."""
     try:
         ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
     except FileNotFoundError as exc:
         raise UsageError(f"no checkpoint at {path}") from exc
+    except OSError as exc:  # a directory, no permission
+        raise UsageError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # random bytes fail the unpickler too
+            raise CheckpointMismatchError(f"{path} cannot be read as a checkpoint: the file is cut short or not "
+                                          "a PyTorch file; copy it again or write it again (pisr-ros train)") from exc
+        # torch's weights-only unpickler refuses anything but tensors and plain data.
+        raise CheckpointMismatchError(
+            f"{path} holds objects other than tensors and plain data, which are not loaded "
+            "(weights_only); write checkpoints with pisr_ros.models.spec.save_checkpoint") from exc
+    except Exception as exc:
+        # Truncated, empty or random bytes fail deep in torch's zip reader or unpickler, with
+        # any exception type (RuntimeError, EOFError, IndexError, ...).
+        what = "empty" if _size(path) == 0 else "cut short or not a PyTorch file"
+        raise CheckpointMismatchError(
+            f"{path} cannot be read as a checkpoint: the file is {what} ({type(exc).__name__}); "
+            "copy it again or write it again (pisr-ros train)") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatchError(
             f"{path} is not a pisr_ros checkpoint (format {CHECKPOINT_FORMAT}); "
             "write checkpoints with pisr_ros.models.spec.save_checkpoint")
+    if not isinstance(ckpt.get("state_dict"), dict) or not isinstance(ckpt.get("spec"), dict):
+        raise CheckpointMismatchError(f"{path} is a pisr_ros checkpoint without its spec or weights; write it again "
+                                      "with pisr_ros.models.spec.save_checkpoint")
+    try:
+        spec_from_dict(ckpt["spec"])
+    except UsageError as exc:
+        raise CheckpointMismatchError(f"checkpoint {path} cannot be used: {exc}; use a checkpoint written by "
+                                      "pisr-ros train") from exc
     return ckpt
+
+
+def _size(path) -> int | None:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
 
 
 def checkpoint_problems(ckpt: dict, spec: ModelSpec, model: nn.Module, free_fields=FREE_SPEC_FIELDS) -> list[str]:
     """Why ``ckpt`` cannot be loaded into ``model`` built from ``spec``: spec fields that differ
     (other than those starting with one of ``free_fields``) and mismatched weight keys."""
-    diffs = spec_differences(spec.to_dict(), ModelSpec.from_dict(ckpt["spec"]).to_dict())
+    diffs = spec_differences(spec.to_dict(), spec_from_dict(ckpt["spec"]).to_dict())
     arch = [d for d in diffs if not d.startswith(tuple(free_fields))]
     problems = ["spec fields (expected != checkpoint): " + "; ".join(arch)] if arch else []
     return problems + state_dict_differences(model.state_dict(), ckpt["state_dict"])
 
 
-def load_checkpoint(path: str | Path, spec: ModelSpec | None = None,
-                    map_location="cpu") -> tuple[nn.Module, ModelSpec]:
+def load_checkpoint(path: str | Path, spec=None, map_location="cpu") -> tuple[nn.Module, Any]:
     """(model, spec) from a checkpoint written by ``save_checkpoint``, in eval mode.
 
     With ``spec``, the checkpoint must have been made from that spec (its name, input size
@@ -244,7 +337,7 @@ def load_checkpoint(path: str | Path, spec: ModelSpec | None = None,
     differing spec fields and weight keys.
     """
     ckpt = read_checkpoint(path, map_location)
-    target = spec or ModelSpec.from_dict(ckpt["spec"])
+    target = spec or spec_from_dict(ckpt["spec"])
     model = build_model(target)
     # Neither the loss, the name nor the run resolution changes what the weights mean.
     problems = checkpoint_problems(ckpt, target, model)

@@ -13,12 +13,14 @@ images of a batch):
 3. each instance takes the majority semantic class of its pixels (ties: the smallest
    trainId, what ``torch.mode`` returns on CPU) and the next instance number of that class,
    counting from 1 in center order;
-4. stuff classes covering at least ``stuff_area`` pixels (scaled from the full 1024x2048
+4. thing instances of fewer than ``thing_area`` pixels (scaled as below; 0 keeps all) become
+   void and are not numbered;
+5. stuff classes covering at least ``stuff_area`` pixels (scaled from the full 1024x2048
    Cityscapes frame to the grid's size) become trainId*1000; everything else is void (-1),
    including thing pixels when no center was found.
 
 The per-pixel confidence is the max softmax probability, computed on the heads' grid and
-resized bilinearly with them. Parameters and their defaults: ``PostprocessConfig``. Timings:
+resized bilinearly with them. Parameters and their defaults: ``PanopticDeepLabSettings``. Timings:
 docs/postprocess_timing.md.
 
     heads = model(images)
@@ -34,35 +36,51 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pisr_ros import settings
 from pisr_ros.panoptic import LABEL_DIVISOR, VOID_ID, PanopticResult
+from pisr_ros.settings import setting
 from pisr_ros.taxonomy import NUM_CLASSES, THING_TRAIN_IDS
 
 FULL_RESOLUTION_AREA = 1024 * 2048
 
 
 @dataclass(frozen=True)
-class PostprocessConfig:
-    center_threshold: float = 0.1
-    nms_kernel: int = 7  # cells of the grid post-processing runs on (use 3 with upsample=False)
-    top_k: int = 200
-    stuff_area: int = 2048  # pixels at full resolution, scaled to the grid's area
+class PanopticDeepLabSettings:
+    """Post-processing settings. Each tunable one is declared here once (default, range,
+    description, where a CPU differs): the node's parameters, the command line's flags and
+    config/panoptic.yaml derive from these fields (``pisr_ros.settings``)."""
+
+    center_threshold: float = setting(0.1, "Minimum center heatmap score of an instance.", range=(0.0, 1.0))
+    # A CPU groups on the heads' own grid, 4x coarser than the input (upsample False): 3 cells
+    # there span about as far as detectron2's 7 pixels of the upsampled map.
+    nms_kernel: int = setting(7, "Center NMS window in cells of the grid post-processing runs on (odd).",
+                              range=(1, 31), odd=True, cpu=3)
+    top_k: int = setting(200, "At most this many instances per frame.", range=(1, 1000))
+    stuff_area: int = setting(2048, "Stuff segments smaller than this many pixels (at 1024x2048) become void.",
+                              range=(0, FULL_RESOLUTION_AREA))
+    thing_area: int = setting(0, "Thing instances smaller than this many pixels (at 1024x2048) become void.",
+                              range=(0, FULL_RESOLUTION_AREA))
+    # True: upsample the stride-4 heads to the input size first (detectron2; exact). False: run
+    # on the heads' grid, about 16x less work on a CPU (docs/postprocess_timing.md).
+    upsample: bool = setting(True, "Upsample the heads to the network input before grouping (exact, "
+                             "slower) instead of grouping on the heads' stride-4 grid.", cpu=False)
+    # Fixed by the data set and id convention, not tuned.
     reference_area: int = FULL_RESOLUTION_AREA
     label_divisor: int = LABEL_DIVISOR
     void_id: int = VOID_ID
     thing_ids: tuple[int, ...] = THING_TRAIN_IDS
     num_classes: int = NUM_CLASSES
-    # True: upsample the stride-4 heads to the input size first (detectron2; exact). False:
-    # run on the heads' grid, about 16x less work; the id map is then 4x coarser.
-    upsample: bool = True
 
     def __post_init__(self):
-        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
-            raise ValueError(f"nms_kernel must be odd and positive, got {self.nms_kernel}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        found = settings.problems(type(self), settings.values(self))
+        if found:
+            raise ValueError("; ".join(found))
 
     def stuff_area_at(self, height: int, width: int) -> float:
         return self.stuff_area * height * width / self.reference_area
+
+    def thing_area_at(self, height: int, width: int) -> float:
+        return self.thing_area * height * width / self.reference_area
 
 
 @dataclass
@@ -102,7 +120,7 @@ def max_filter(x: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def find_instance_centers(center: torch.Tensor, threshold: float, nms_kernel: int, top_k: int):
+def center_mask(center: torch.Tensor, threshold: float, nms_kernel: int, top_k: int):
     """Centers of a (N,1,H,W) heatmap as a (N,H*W) bool mask of kept positions (see step 1)."""
     c = center[:, :1]
     c = torch.where(c > threshold, c, torch.full_like(c, -1.0))
@@ -136,9 +154,9 @@ def nearest_center(ly: torch.Tensor, lx: torch.Tensor, cy: torch.Tensor, cx: tor
     return out
 
 
-def merge_panoptic(sem: torch.Tensor, offset: torch.Tensor, keep: torch.Tensor, cfg: PostprocessConfig):
+def merge_panoptic(sem: torch.Tensor, offset: torch.Tensor, keep: torch.Tensor, cfg: PanopticDeepLabSettings):
     """Id maps (N,H,W) int32 from semantic labels (N,H,W), offsets (N,2,H,W) in grid pixels
-    and the center mask from ``find_instance_centers``; also the per-image centers."""
+    and the center mask from ``center_mask``; also the per-image centers."""
     n, h, w = sem.shape
     hw = h * w
     device = sem.device
@@ -175,17 +193,19 @@ def merge_panoptic(sem: torch.Tensor, offset: torch.Tensor, keep: torch.Tensor, 
         hist.scatter_add_(0, ins * nc + cls_pix, torch.ones_like(cls_pix))
         hist = hist.reshape(k, nc)
         cls = hist.argmax(1)
-        present = hist.sum(1) > 0
-        # Per-class counter from 1, in center order, skipping instances that got no pixels.
+        # Instances with no pixels, or fewer than thing_area, are not numbered; their pixels go void.
+        present = hist.sum(1) >= max(1.0, cfg.thing_area_at(h, w))
+        # Per-class counter from 1, in center order, skipping the instances that are not present.
         number = (F.one_hot(cls, nc) * present[:, None]).cumsum(0).gather(1, cls[:, None])[:, 0]
-        pan[i, pix] = (cls * div + number)[ins]
+        ids = torch.where(present, cls * div + number, torch.full_like(cls, cfg.void_id))
+        pan[i, pix] = ids[ins]
     return pan.reshape(n, h, w).to(torch.int32), centers
 
 
 @torch.no_grad()
 def panoptic_deeplab_postprocess(semantic: torch.Tensor, center: torch.Tensor, offset: torch.Tensor,
                                  input_size: tuple[int, int] | None = None,
-                                 cfg: PostprocessConfig = PostprocessConfig(),
+                                 cfg: PanopticDeepLabSettings = PanopticDeepLabSettings(),
                                  output_size: tuple[int, int] | None = None) -> PanopticBatch:
     """Panoptic id maps for a batch of head outputs.
 
@@ -218,6 +238,6 @@ def panoptic_deeplab_postprocess(semantic: torch.Tensor, center: torch.Tensor, o
                              dtype=offset.dtype, device=offset.device)
         offset = offset * scale.view(1, 2, 1, 1)
     sem = sem[:, 0]
-    keep = find_instance_centers(center, cfg.center_threshold, cfg.nms_kernel, cfg.top_k)
+    keep = center_mask(center, cfg.center_threshold, cfg.nms_kernel, cfg.top_k)
     id_map, centers = merge_panoptic(sem, offset, keep, cfg)
     return PanopticBatch(id_map, sem, confidence[:, 0].float(), centers)

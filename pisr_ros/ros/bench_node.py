@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     from std_msgs.msg import Header
 
     from pisr_ros.data.synth import render_scene
-    from pisr_ros.inference.predict_cli import parse_size
+    from pisr_ros.arguments import parse_size
     from pisr_ros.msg import PanopticInstanceArray
     from pisr_ros.ros.image_cdr import image_cdr, parse_image
     from pisr_ros.ros.node_process import NodeProcess

@@ -15,7 +15,7 @@ from pisr_ros import cli
 from pisr_ros.data import synth
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import bags
-from pisr_ros.inference.predict_cli import find_images
+from pisr_ros.image_files import find_images
 
 SIZE = (128, 256)
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from pisr_ros.panoptic import PanopticResult
 from pisr_ros.postprocess.panoptic_deeplab import (
-    PostprocessConfig,
-    find_instance_centers,
+    PanopticDeepLabSettings as PostprocessConfig,
+    center_mask as find_instance_centers,
     max_filter,
     panoptic_deeplab_postprocess,
 )

@@ -17,9 +17,9 @@ from pisr_ros.data import cityscapes_layout as layout
 from pisr_ros.data import synth
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import panoptic_quality, semantic
-from pisr_ros.inference.predict_cli import find_images, load_model
 from pisr_ros.data.dataset import read_rgb
-from pisr_ros.inference.torch_predict import normalize, predict_image
+from pisr_ros.image_files import find_images
+from pisr_ros.inference.predictor import Predictor, normalize
 from pisr_ros.panoptic import resize_nearest
 from pisr_ros.models.spec import ModelSpec, build_model, save_checkpoint
 from pisr_ros.panoptic import PanopticResult, rgb_to_id
@@ -34,7 +34,8 @@ class _HandMadeHeads(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.spec = SimpleNamespace(input_size=(64, 128), pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0))
+        self.spec = SimpleNamespace(name="hand-made", num_classes=NUM_CLASSES, input_size=(64, 128),
+                                    pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0), to_dict=dict)
         self.dummy = torch.nn.Parameter(torch.zeros(1))
         self.seen = None
 
@@ -51,10 +52,10 @@ class _HandMadeHeads(torch.nn.Module):
         return {"semantic": sem, "center": center, "offset": offset}
 
 
-def test_predict_image_returns_the_image_resolution():
+def test_predictor_returns_the_image_resolution():
     model = _HandMadeHeads()
     image = np.zeros((128, 256, 3), np.uint8)  # twice the model's input size
-    result = predict_image(model, image)
+    result = Predictor.from_module(model, model.spec)(image)
     assert isinstance(result, PanopticResult)
     assert model.seen == (1, 3, 64, 128)  # the network ran at its input size
     assert result.id_map.shape == (128, 256) and result.id_map.dtype == np.int32
@@ -135,12 +136,43 @@ def test_predictions_score_with_both_evaluators(val_root, checkpoint, tmp_path):
     assert sem["numImages"] == 3 and 0 <= sem["averageScoreClasses"] <= 1
 
 
-def test_predict_size_option_and_single_file(val_root, checkpoint, tmp_path):
+def _predict_one(checkpoint, image, out, *options):
+    assert cli.main(["predict", "--model", str(checkpoint), "--images", str(image), "--out", str(out),
+                     "--threads", "1", *options]) == 0
+    (ann,) = json.loads((out / "panoptic.json").read_text())["annotations"]
+    png = np.array(Image.open(out / "panoptic" / ann["file_name"]))
+    return ann, png
+
+
+def test_predict_size_and_settings_options_change_the_prediction(val_root, checkpoint, tmp_path):
     image = sorted((val_root / "leftImg8bit" / "val").rglob("*.png"))[0]
-    assert cli.main(["predict", "--model", str(checkpoint), "--images", str(image), "--out", str(tmp_path),
-                     "--size", "64x128", "--center-threshold", "0.5"]) == 0
-    (ann,) = json.loads((tmp_path / "panoptic.json").read_text())["annotations"]
+    ann, default = _predict_one(checkpoint, image, tmp_path / "default")
     assert ann["image_id"] == image.name[: -len("_leftImg8bit.png")]
+    assert any(s["category_id"] >= 24 for s in ann["segments_info"])  # the model finds things
+    # A larger network input runs the network at another resolution: other segments, same image size.
+    _, larger = _predict_one(checkpoint, image, tmp_path / "larger", "--size", "128x256")
+    assert larger.shape == default.shape and (larger != default).any()
+    # No center can pass a threshold of 1.0 on this model (its center bias is 0.3): no things.
+    ann, _ = _predict_one(checkpoint, image, tmp_path / "strict", "--center-threshold", "1.0")
+    assert not any(s["category_id"] >= 24 for s in ann["segments_info"])
+
+
+def test_falsy_setting_values_are_given_values():
+    """0 and false are values like any other (replay-eval once dropped them with `if value:`)."""
+    import argparse
+
+    from pisr_ros.families.flags import given_settings
+    from pisr_ros.inference import predict_cli
+    from pisr_ros.postprocess.panoptic_deeplab import PanopticDeepLabSettings
+
+    parser = argparse.ArgumentParser()
+    predict_cli.add_arguments(parser)
+    args = parser.parse_args(["--images", "x", "--out", "y", "--center-threshold", "0", "--stuff-area", "0",
+                              "--upsample", "false"])
+    assert given_settings(args, PanopticDeepLabSettings) == {"center_threshold": 0.0, "stuff_area": 0,
+                                                             "upsample": False}
+    args = parser.parse_args(["--images", "x", "--out", "y"])
+    assert given_settings(args, PanopticDeepLabSettings) == {}
 
 
 def test_find_images_prefers_cityscapes_names(tmp_path):
@@ -156,8 +188,9 @@ def test_find_images_prefers_cityscapes_names(tmp_path):
         find_images(tmp_path / "empty")
 
 
-def test_missing_model_names_what_makes_it(tmp_path):
-    with pytest.raises(UsageError, match="pisr-ros train"):
-        load_model(tmp_path / "final.pt")
+def test_missing_model_names_what_makes_it(tmp_path, capsys):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "x.png")
     assert cli.main(["predict", "--model", str(tmp_path / "final.pt"), "--images", str(tmp_path),
                      "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "final.pt" in err and "pisr-ros train" in err and len(err.strip().splitlines()) == 1

@@ -16,7 +16,7 @@ from pisr_ros import cli
 from pisr_ros.data import cityscapes_layout as layout
 from pisr_ros.data import synth
 from pisr_ros.evaluation import bags, replay
-from pisr_ros.inference.predict_cli import find_images
+from pisr_ros.image_files import find_images
 from pisr_ros.panoptic import LABEL_DIVISOR
 from pisr_ros.taxonomy import IS_THING, LABEL_TO_TRAIN, VOID_TRAIN_ID
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pisr_ros.data.synth import render_scene
-from pisr_ros.inference.torch_predict import predict_image_and_semantic
+from pisr_ros.inference.predictor import Predictor
 from pisr_ros.models.spec import count_parameters, load_checkpoint, load_spec
 from pisr_ros.taxonomy import LABEL_TO_TRAIN, VOID_TRAIN_ID
 
@@ -30,6 +30,15 @@ def test_every_shipped_checkpoint_is_tested():
     assert sorted(p.name for p in (ROOT / "models").glob("*.pt")) == sorted(SHIPPED)
 
 
+def test_every_shipped_checkpoint_has_its_onnx():
+    # The node's default backend serves models/<name>.onnx; without it every user's first start
+    # exports one into the cache instead.
+    missing = [name for name in sorted(SHIPPED) if not (ROOT / "models" / name).with_suffix(".onnx").is_file()]
+    assert missing == [], f"models/ lacks the ONNX export of {missing}"
+    assert sorted(p.name for p in (ROOT / "models").glob("*.onnx")) == sorted(
+        Path(name).with_suffix(".onnx").name for name in SHIPPED)
+
+
 def test_shipped_model_is_the_light_spec(model):
     assert 0.9e6 < count_parameters(model) < 1.1e6
     assert tuple(model.spec.input_size) == (512, 1024)
@@ -39,7 +48,8 @@ def test_shipped_model_segments_unseen_scenes(model):
     correct = total = 0
     for index in range(2):
         rgb, label_ids, _ = render_scene(seed=99, split="val", index=index, size=(512, 1024))
-        result, semantic = predict_image_and_semantic(model, rgb)
+        result = Predictor.from_module(model, model.spec)(rgb)
+        semantic = result.semantic_head
         assert result.id_map.shape == semantic.shape == label_ids.shape
         truth = LABEL_TO_TRAIN[label_ids]
         scored = truth != VOID_TRAIN_ID
@@ -54,10 +64,10 @@ def test_shipped_onnx_is_the_export_of_the_shipped_checkpoint():
     come from exactly that checkpoint (else the Predictor exports its own into the cache)."""
     from pisr_ros.inference.model_files import onnx_for, read_model_info
 
-    for ckpt in sorted((ROOT / "models").glob("*.pt")):
+    for name in sorted(SHIPPED):
+        ckpt = ROOT / "models" / name
         onnx_path = ckpt.with_suffix(".onnx")
-        if not onnx_path.exists():
-            continue
+        assert onnx_path.is_file(), f"{onnx_path} is missing"
         info = read_model_info(ckpt)
         assert read_model_info(onnx_path).source_sha256 == info.source_sha256, f"{onnx_path} is stale"
         assert onnx_for(info) == onnx_path

@@ -1,0 +1,15 @@
+"""Values the command-line tools parse the same way."""
+from __future__ import annotations
+
+from pisr_ros.errors import UsageError
+
+
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """``HEIGHTxWIDTH`` (like 512x1024) as (H, W); UsageError naming ``option`` otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UsageError(f"{option} must be HEIGHTxWIDTH in pixels, like 512x1024; got {text!r}")
+    h, w = int(parts[0]), int(parts[1])
+    if h < 32 or w < 32:
+        raise UsageError(f"{option} {text}: height and width must be at least 32 pixels")
+    return h, w
