@@ -18,6 +18,9 @@ Arguments:
     grid_params_file:=      occupancy_grid_node's parameters; default: config/occupancy_grid.yaml
     rviz:=false             true: start rviz2 with config/panoptic.rviz (camera image, overlay, grid)
     use_sim_time:=false     true: all nodes follow /clock (replaying a bag with --clock)
+
+Before it starts any node, the launch checks what it needs (the params files, the executables,
+rviz2 with rviz:=true) and, if anything is missing, stops with one line that names it.
 """
 import os
 
@@ -27,6 +30,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+
+from pisr_ros.ros.launch_checks import launch_problems
 
 PACKAGE = "pisr_ros"
 BOOLEAN = ["false", "true"]
@@ -49,6 +54,16 @@ def _optional_overrides(context):
         "backend": LaunchConfiguration("backend").perform(context),
     }
     return {name: value for name, value in given.items() if value}
+
+
+def _check_requirements(context):
+    # Runs before the actions that start nodes (entities run in order, and an exception stops
+    # the rest): launch prints "Caught exception in launch ...: <the one line>" and starts nothing.
+    problems = launch_problems(**{name: LaunchConfiguration(name).perform(context) for name in
+                                  ("params_file", "occupancy_grid", "grid_params_file", "rviz")})
+    if problems:
+        raise RuntimeError("panoptic.launch.py: " + "; ".join(problems))
+    return []
 
 
 def _panoptic_node(context):
@@ -90,6 +105,7 @@ def generate_launch_description():
                               description="Start rviz2 with config/panoptic.rviz."),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=BOOLEAN,
                               description="Nodes follow /clock."),
+        OpaqueFunction(function=_check_requirements),
         OpaqueFunction(function=_panoptic_node),
         Node(
             package=PACKAGE,

@@ -3,18 +3,23 @@
 launch and launch_ros cannot be installed on machines without a ROS installation, so the launch
 file is read as a syntax tree (ast, nothing imported) and checked against the package: every
 argument documented, every executable installed, every parameter known to the node's YAML, every
-file it names present. Each check returns a list of problems, and a mutated copy of the launch file
-shows that each check can fail. Where launch_ros is importable (a ROS 2 machine), the launch
+file it names present, and the requirement check (pisr_ros.ros.launch_checks) placed before any
+action that starts a node. Each check returns a list of problems, and a mutated copy of the launch
+file shows that each check can fail. The requirement check itself is tested on its own. Where launch_ros is importable (a ROS 2 machine), the launch
 description is also built for real.
 """
 import ast
 import importlib.util
+import inspect
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
+
+from pisr_ros.ros.launch_checks import installed_executable, launch_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "panoptic.launch.py"
@@ -220,12 +225,43 @@ def package_problems(launch, root):
     return [f"names package {p!r}, package.xml says {ours!r}" for p in named if p != ours]
 
 
+def _checked_arguments():
+    return [p for p in inspect.signature(launch_problems).parameters if p != "find_executable"]
+
+
+def requirement_problems(launch, root):
+    """The launch checks what it needs (pisr_ros.ros.launch_checks) before any action that starts
+    a node, and hands the check every launch argument it reads."""
+    descriptions = launch.calls_to("LaunchDescription")
+    if len(descriptions) != 1 or not descriptions[0].args or not isinstance(descriptions[0].args[0], ast.List):
+        return ["no LaunchDescription([...]) to read the order of actions from"]
+    actions = descriptions[0].args[0].elts
+    check = [i for i, a in enumerate(actions) if isinstance(a, ast.Call) and _name(a.func) == "OpaqueFunction"
+             and getattr(_keyword(a, "function"), "id", None) == "_check_requirements"]
+    if not check:
+        return ["the launch does not check its requirements (OpaqueFunction(function=_check_requirements))"]
+    problems = []
+    for action in actions[:check[0]]:
+        if isinstance(action, ast.Call) and _name(action.func) != "DeclareLaunchArgument":
+            problems.append(f"{ast.unparse(action)[:60]} starts before the requirements are checked")
+    function = launch.functions.get("_check_requirements")
+    passed = {n.value for n in ast.walk(function) if isinstance(n, ast.Constant) and isinstance(n.value, str)} \
+        if function else set()
+    for name in _checked_arguments():
+        if name not in passed:
+            problems.append(f"_check_requirements does not pass {name!r} to launch_problems")
+        if name not in launch.arguments():
+            problems.append(f"launch_problems needs {name!r}, which the launch file does not declare")
+    return problems
+
+
 CHECKS = {
     "arguments": lambda launch, root: undocumented_arguments(launch),
     "executables": executable_problems,
     "parameters": parameter_problems,
     "files": file_problems,
     "package": package_problems,
+    "requirements": requirement_problems,
 }
 
 
@@ -261,6 +297,11 @@ MUTATIONS = [  # (check, text in the launch file, replacement, expected in a pro
      "config/panoptic_view.rviz"),
     ("files", '_share("config", "panoptic.rviz")', '"panoptic.rviz"', "'panoptic.rviz'"),
     ("package", 'PACKAGE = "pisr_ros"', 'PACKAGE = "pisr"', "'pisr'"),
+    ("requirements", "OpaqueFunction(function=_check_requirements),\n        OpaqueFunction(function=_panoptic_node),",
+     "OpaqueFunction(function=_panoptic_node),\n        OpaqueFunction(function=_check_requirements),",
+     "OpaqueFunction(function=_panoptic_node) starts before the requirements are checked"),
+    ("requirements", '"grid_params_file", "rviz")', '"grid_params_file")', "does not pass 'rviz'"),
+    ("requirements", "OpaqueFunction(function=_check_requirements),", "", "does not check its requirements"),
 ]
 
 
@@ -292,6 +333,78 @@ def test_parameter_file_layout(relative):
     assert list(data) == ["/**"], f"{relative}: top level must be '/**' alone"
     assert list(data["/**"]) == ["ros__parameters"]
     assert data["/**"]["ros__parameters"], f"{relative}: no parameters"
+
+
+# ---- what the launch checks before it starts a node (pisr_ros.ros.launch_checks) ------------
+
+def _installed_everything(package, executable):
+    return None
+
+
+def _without(*absent):
+    return lambda package, executable: f"package {package!r} is not installed" if package in absent else None
+
+
+def _arguments(tmp_path, **given):
+    params = tmp_path / "panoptic.yaml"
+    grid = tmp_path / "occupancy_grid.yaml"
+    params.write_text("/**:\n  ros__parameters: {}\n")
+    grid.write_text("/**:\n  ros__parameters: {}\n")
+    return dict(dict(params_file=str(params), occupancy_grid="false", grid_params_file=str(grid), rviz="false"),
+                **given)
+
+
+def test_a_complete_launch_has_no_problems(tmp_path):
+    assert launch_problems(**_arguments(tmp_path), find_executable=_installed_everything) == []
+    assert launch_problems(**_arguments(tmp_path, occupancy_grid="true", rviz="true"),
+                           find_executable=_installed_everything) == []
+
+
+def test_rviz_without_rviz2_is_named(tmp_path):
+    assert launch_problems(**_arguments(tmp_path), find_executable=_without("rviz2")) == []  # not asked for
+    (problem,) = launch_problems(**_arguments(tmp_path, rviz="true"), find_executable=_without("rviz2"))
+    assert problem.startswith("rviz2 (rviz:=true) cannot start: package 'rviz2' is not installed")
+    assert "leave out rviz:=true" in problem and "\n" not in problem
+
+
+def test_a_params_file_that_does_not_exist_is_named(tmp_path):
+    missing = str(tmp_path / "my_panoptic.yaml")
+    (problem,) = launch_problems(**_arguments(tmp_path, params_file=missing), find_executable=_installed_everything)
+    assert problem.startswith(f"params_file:={missing}: no such file")
+    # The grid's file matters only when the grid node starts.
+    args = _arguments(tmp_path, grid_params_file=missing)
+    assert launch_problems(**args, find_executable=_installed_everything) == []
+    args["occupancy_grid"] = "true"
+    assert launch_problems(**args, find_executable=_installed_everything) == [
+        f"grid_params_file:={missing}: no such file (give the path of a parameters YAML file)"]
+    # A folder is not a parameters file either.
+    assert launch_problems(**_arguments(tmp_path, params_file=str(tmp_path)), find_executable=_installed_everything)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    problems = launch_problems(**_arguments(tmp_path, params_file="/nonexistent.yaml", rviz="true",
+                                            occupancy_grid="true"),
+                               find_executable=_without("rviz2", "pisr_ros"))
+    assert [p.split(":")[0].split(" ")[0] for p in problems] == [
+        "params_file", "panoptic_node", "occupancy_grid_node", "rviz2"]
+
+
+def test_executables_are_found_in_the_ament_index_as_launch_ros_finds_them(tmp_path, monkeypatch):
+    """A real ament index (a prefix with share/ament_index/.../packages/<name> and
+    lib/<name>/<executable>), read by ament_index_python."""
+    prefix = tmp_path / "prefix"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "viewer").write_text("")
+    (prefix / "lib" / "viewer").mkdir(parents=True)
+    tool = prefix / "lib" / "viewer" / "viewer"
+    tool.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    assert "not executable" in installed_executable("viewer", "viewer")
+    tool.chmod(0o755)
+    assert installed_executable("viewer", "viewer") is None
+    assert "missing" in installed_executable("viewer", "other")
+    assert installed_executable("rviz2", "rviz2") == (
+        "package 'rviz2' is not installed (not in the ament index of AMENT_PREFIX_PATH)")
 
 
 # ---- (b) the launch description, built where launch_ros exists -----------------------------
@@ -327,10 +440,15 @@ def test_launch_description_builds(monkeypatch):
     context.launch_configurations.update(model="m.onnx", backend="onnxruntime")
     assert module._optional_overrides(context) == {"model": "m.onnx", "backend": "onnxruntime"}
 
-    opaque = [e for e in description.entities if isinstance(e, OpaqueFunction)]
-    assert len(opaque) == 1
-    (node,) = opaque[0].execute(context)
+    opaque = {e.function.__name__: e for e in description.entities if isinstance(e, OpaqueFunction)}
+    assert list(opaque) == ["_check_requirements", "_panoptic_node"]
+    (node,) = opaque["_panoptic_node"].execute(context)
     assert (node.node_package, node.node_executable) == ("pisr_ros", "panoptic_node")
+    # The check refuses in one line what is missing.
+    context.launch_configurations.update(params_file=str(ROOT / "config" / "nonexistent.yaml"))
+    with pytest.raises(RuntimeError, match="params_file:=.*nonexistent.yaml: no such file") as refused:
+        opaque["_check_requirements"].execute(context)
+    assert "\n" not in str(refused.value)
 
 
 # ---- (c) the RViz view ---------------------------------------------------------------------
