@@ -8,12 +8,14 @@ bad input. Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
 
@@ -21,6 +23,8 @@ from pisr_ros.allocator import keep_freed_memory
 from pisr_ros.errors import UsageError
 
 START_FAILED = 2
+# rcl's error texts end in where in its C sources they were raised: ", at /project/src/x.c:271".
+_C_SOURCE = re.compile(r", at \S+\.c:\d+")
 
 
 class StartError(UsageError):
@@ -45,7 +49,11 @@ def run(node_name: str, make_node: Callable[[Context], Node], argv: list[str] | 
     # A context of its own (so that tests can call main() beside other nodes), with rclpy's signal
     # handlers all the same: without them Ctrl-C cannot wake an executor blocked in rcl_wait.
     context = Context()
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
+    try:
+        rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
+    except _rclpy.RCLError as exc:  # ROS arguments rcl cannot parse: a -p rule, a missing params file
+        print(start_failure_line(node_name, _C_SOURCE.sub("", str(exc))), file=sys.stderr, flush=True)
+        return START_FAILED
     node = None
     executor = None
     try:

@@ -81,3 +81,16 @@ def test_cmake_wrapper_sets_malloc_up_before_the_node_imports_and_fails_in_one_l
     assert order.index("pisr_ros.ros.entry") < order.index("numpy") < order.index("rclpy")
     said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     assert len(said) == 1 and said[0].startswith(f"{node}: cannot start: ") and words in said[0], said
+
+
+@pytest.mark.parametrize("ros_args, words", [
+    (["--params-file", "missing_grid_params.yaml"], "missing_grid_params.yaml"),
+    (["-p", "nonsense"], "'-p nonsense'"),
+])
+def test_ros_arguments_rcl_cannot_parse_fail_in_one_line_not_a_traceback(ros_args, words):
+    done = subprocess.run([sys.executable, "-m", "pisr_ros.ros.entry", "occupancy_grid_node", "--ros-args", *ros_args],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    ours = [line for line in done.stderr.splitlines() if line.startswith("occupancy_grid_node: cannot start: ")]
+    assert len(ours) == 1 and words in ours[0] and "/project/src" not in ours[0], done.stderr
