@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from pisr_ros.errors import UsageError
 
@@ -83,5 +84,29 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads, val_every=args.val_every, stop_at=args.stop_at, save_every=args.save_every, log=args.log,
         device=args.device, amp=args.amp, channels_last=args.channels_last,
     )
+    check_data(opts)
     train(opts)
     return 0
+
+
+def check_data(opts) -> None:
+    """The data root, before anything is built or written: without this, a root with images but no
+    gtFine fails inside a DataLoader worker (a worker traceback) after the run folder is made, and
+    a val split without labels fails at the end of the training."""
+    from pisr_ros.data import cityscapes_layout as layout
+
+    val_data = getattr(opts, "val_data", None)  # --val-data, where this version of training has it
+    roots = [("--data", opts.data, opts.train_split, True),
+             ("--val-data" if val_data else "--data", val_data or opts.data, opts.val_split, False)]
+    for flag, root, split, required in roots:
+        if not Path(root).is_dir():
+            raise UsageError(f"{flag} {root}: no such folder (a dataset root in the Cityscapes layout)")
+        ids = layout.list_split(root, split)
+        if not ids and required:
+            raise UsageError(f"{flag} {root}: no {split} images (leftImg8bit/{split}/<city>/*{layout.LEFT_IMG_SUFFIX}); "
+                             f"`pisr-ros synth --out {root} --split {split} ...` writes a dataset")
+        # Training and the instance signals of validation read each image's instanceIds.
+        missing = [p for p in (layout.image_paths(root, split, i).instance_ids for i in ids) if not p.is_file()]
+        if missing:
+            raise UsageError(f"{flag} {root}: {len(missing)} of {len(ids)} {split} images have no labels "
+                             f"(first: {missing[0]}); the labels come with Cityscapes' gtFine (or `pisr-ros synth`)")
