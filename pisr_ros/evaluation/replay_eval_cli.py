@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import bags, replay
-from pisr_ros.inference.model_files import find_model
-
-DEFAULT_MODEL = "models/pd_light_pisr_residual_synth.pt"
+from pisr_ros.inference.model_files import DEFAULT_MODEL, find_model
 
 _EPILOG = f"""\
 The bag needs the camera's images on <camera>/image_raw (sensor_msgs/Image) or
@@ -32,6 +29,8 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pisr_ros.families.flags import add_setting_flags
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     parser.add_argument("--bag", required=True, metavar="BAG", help="rosbag2 folder (or its .mcap/.db3 file)")
@@ -68,17 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--backend", default="auto", metavar="B", help="auto, torch, onnxruntime or tensorrt (default: auto)")
     model.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda or cuda:N (default: cpu)")
     model.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
-    post = parser.add_argument_group(
-        "post-processing", "Defaults are the panoptic node's: on a CPU the heads' grid with a 3x3 "
-        "center NMS, on a GPU the upsampled heads with 7x7. `pisr-ros predict` post-processes like "
-        "--upsample --nms-kernel 7.")
-    post.add_argument("--center-threshold", type=float, default=None, metavar="T", help="minimum center heatmap score (default: 0.1)")
-    post.add_argument("--nms-kernel", type=int, default=0, metavar="K", help="center NMS window, odd; 0 = the device's default")
-    post.add_argument("--top-k", type=int, default=None, metavar="K", help="most instances per frame (default: 200)")
-    post.add_argument("--stuff-area", type=int, default=None, metavar="A",
-                      help="smallest stuff region kept, pixels of a 1024x2048 frame (default: 2048)")
-    post.add_argument("--upsample", action="store_true",
-                      help="post-process at the network input size (detectron2's way, as `pisr-ros predict`)")
+    add_setting_flags(parser, "post-processing (default: the model's tuned value, else the device's "
+                              "default: the same as panoptic_node and `pisr-ros predict`)")
 
 
 def parse_rate(text: str) -> float | None:
@@ -94,41 +84,36 @@ def parse_rate(text: str) -> float | None:
     return rate
 
 
-def postprocess_config(args: argparse.Namespace):
-    from pisr_ros import settings
-    from pisr_ros.postprocess.panoptic_deeplab import PanopticDeepLabSettings
+def given_settings(args: argparse.Namespace) -> dict:
+    """The post-processing flags given, checked against the model's family (not against a
+    running node's: --attach takes the node as it is)."""
+    from pisr_ros.families.flags import given_settings as given
+    from pisr_ros.inference.model_files import read_model_info
 
-    if args.nms_kernel < 0 or (args.nms_kernel and args.nms_kernel % 2 == 0):
-        raise UsageError(f"--nms-kernel must be 0 or an odd number >= 1, got {args.nms_kernel}")
-    if args.top_k is not None and args.top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
-    cfg = settings.for_device(PanopticDeepLabSettings, args.device)
-    if args.upsample:
-        cfg = replace(cfg, upsample=True, nms_kernel=7)
-    changes = {k: v for k, v in (("center_threshold", args.center_threshold), ("top_k", args.top_k),
-                                 ("stuff_area", args.stuff_area), ("nms_kernel", args.nms_kernel or None))
-               if v is not None}
-    return replace(cfg, **changes)
+    return given(args, read_model_info(find_model(args.model)).family.settings_class)
+
+
+def node_params(args: argparse.Namespace, settings: dict) -> dict[str, str]:
+    """The parameters of the panoptic_node replay-eval starts (``-p name:=value``): every given
+    setting, 0 and false included."""
+    params = {"model": str(find_model(args.model)), "backend": args.backend, "device": args.device,
+              "threads": str(args.threads or 0)}
+    for name, value in settings.items():
+        params[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return params
 
 
 def run_live(args: argparse.Namespace, topic: str, msgtype: str, count: int) -> replay.ReplayOutput:
     """The bag through panoptic_node over ROS 2 (pisr_ros.ros.replay_live; rclpy is imported
     only here, so that the offline path needs no ROS)."""
-    if args.upsample:
-        raise UsageError("--upsample is offline only; the node post-processes as its device needs")
     from pisr_ros.ros.replay_live import run_live as play
 
     params = {}
     if not args.attach:
-        params = {"model": str(find_model(args.model)), "backend": args.backend, "device": args.device,
-                  "threads": str(args.threads or 0)}
-        for option, name in (("center_threshold", "center_threshold"), ("top_k", "top_k"),
-                             ("stuff_area", "stuff_area"), ("nms_kernel", "nms_kernel")):
-            value = getattr(args, option)
-            if value:
-                params[name] = str(value)
-    elif args.model != DEFAULT_MODEL:
-        raise UsageError("--attach uses the running node's model; leave out --model")
+        params = node_params(args, given_settings(args))
+    elif args.model != DEFAULT_MODEL or given_settings(args):
+        raise UsageError("--attach uses the running node's model and settings; leave out --model and the "
+                         "post-processing flags (set them on the node with `ros2 param set`)")
     return play(args.bag, topic, msgtype, args.camera, rate=parse_rate(args.rate), attach=args.attach,
                 node_params=params, total=count, overlays=args.overlays,
                 overlays_dir=Path(args.out) / "overlays")
@@ -144,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    cfg = postprocess_config(args) if not args.live else None
+    given = given_settings(args)
 
     topic, msgtype, count = bags.camera_image_topic(args.bag, args.camera, args.transport)
     frame_map = bags.read_frame_map(args.bag, args.frames)
@@ -167,13 +152,15 @@ def main(args: argparse.Namespace) -> int:
         output = run_live(args, topic, msgtype, count)
         info["rate"] = "max" if rate is None else f"{rate:g}x"
     else:
-        from pisr_ros.inference.predictor import Predictor
+        from pisr_ros import settings
+        from pisr_ros.inference.model_files import read_model_info
+        from pisr_ros.inference.predictor import Predictor, model_settings
 
-        predictor = Predictor.from_file(str(find_model(args.model)), backend=args.backend, device=args.device,
+        model_info = read_model_info(find_model(args.model))
+        cfg = model_settings(model_info, args.device, **given)
+        predictor = Predictor.from_file(str(model_info.path), backend=args.backend, device=args.device,
                                         threads=args.threads, postprocess=cfg)
-        info["postprocess"] = (f"{'upsampled heads' if cfg.upsample else 'heads grid'}, center threshold "
-                               f"{cfg.center_threshold}, NMS {cfg.nms_kernel}, top-k {cfg.top_k}, "
-                               f"stuff area {cfg.stuff_area}")
+        info["postprocess"] = ", ".join(f"{k} {v}" for k, v in settings.values(cfg).items())
         example_stamps = replay.pick_examples(labelled, args.examples)
         output = replay.run_offline(args.bag, topic, predictor, total=count, example_stamps=example_stamps)
     doc = replay.evaluate_replay(output, frame_map, gt, args.out, info=info, examples=args.examples,

@@ -1,22 +1,23 @@
 """panoptic_node's parameters, declared once: name, default, description, range, and whether
 they may change while the node runs. config/panoptic.yaml holds the same names.
 
+The post-processing parameters are not listed here: they are the model family's settings
+(``settings_params``), declared once the model is loaded, with the values the model starts with
+(the device's defaults, then those tuned into the model file) as their defaults.
+
 The table type is ``pisr_ros.params`` (shared with occupancy_grid_node); its validation
 (``problem``) runs both at start and on ``set_parameters``, so a value refused at run time is
 refused at start for the same reason.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from pisr_ros import settings
 from pisr_ros.inference.backends import BACKENDS, NOOP
+from pisr_ros.inference.model_files import DEFAULT_MODEL
 from pisr_ros.params import Param, ParamTable
-
-
-def _odd_or_zero(value: int) -> str | None:
-    if value and value % 2 == 0:
-        return f"nms_kernel must be odd (or 0 for the device's default), got {value}"
-    return None
 
 
 def _device(value: str) -> str | None:
@@ -34,7 +35,7 @@ def _input_size(value: list) -> str | None:
 
 
 PARAMS = ParamTable((
-    Param("model", "pd_light_pisr_residual_synth.pt",
+    Param("model", DEFAULT_MODEL,
           "Checkpoint (.pt) or exported ONNX (.onnx); relative paths are looked up in the current "
           "directory, then in the package's models/."),
     Param("backend", "auto", "Inference backend; auto picks the fastest available; noop runs no network "
@@ -46,12 +47,6 @@ PARAMS = ParamTable((
     Param("pipeline", True, "Run the network of a frame while a second thread post-processes and "
           "publishes the frame before: more frames/s where the network leaves cores idle, one frame "
           "more in flight."),
-    Param("center_threshold", 0.1, "Minimum center heatmap score of an instance.", range=(0.0, 1.0), runtime=True),
-    Param("nms_kernel", 0, "Center NMS window in grid cells (odd); 0 = 7 on GPU, 3 on CPU.", range=(0, 31), runtime=True,
-          check=_odd_or_zero),
-    Param("top_k", 200, "At most this many instances per frame.", range=(1, 1000), runtime=True),
-    Param("stuff_area", 2048, "Stuff segments smaller than this many pixels (at 1024x2048) become void.",
-          range=(0, 1_000_000), runtime=True),
     Param("input_transport", "raw", "raw: <ns>/image_raw (Image); compressed: <ns>/image_raw/compressed.",
           choices=("raw", "compressed")),
     Param("reliability", "best_effort", "QoS reliability of the image subscription (best_effort matches "
@@ -61,6 +56,13 @@ PARAMS = ParamTable((
     Param("overlay_alpha", 0.5, "Class colour weight in panoptic/overlay.", range=(0.0, 1.0), runtime=True),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
 ))
+
+
+def settings_params(current) -> ParamTable:
+    """The settings of a model family as parameters that may change while the node runs,
+    defaulting to ``current`` (the settings the Predictor was built with)."""
+    return ParamTable([dataclasses.replace(settings.as_param(item, "cpu"), default=getattr(current, item.name))
+                       for item in settings.table(type(current))])
 
 
 def problem(name: str, value: Any) -> str | None:

@@ -45,7 +45,7 @@ def test_both_nodes_use_the_table_and_their_defaults_pass_their_own_checks():
         assert isinstance(table, ParamTable) and all(isinstance(p, Param) for p in table)
         assert table.problems(table.defaults()) == []
     assert not PARAMETERS["use_odom"].runtime and PARAMETERS["camera.pitch"].runtime
-    assert PARAMS["nms_kernel"].problem(4) and PARAMS["device"].problem("gpu") and PARAMS["input_size"].problem([100, 200])
+    assert PARAMS["device"].problem("gpu") and PARAMS["input_size"].problem([100, 200])
 
 
 def test_the_table_and_the_grid_settings_import_without_rclpy():
