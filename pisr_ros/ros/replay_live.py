@@ -18,7 +18,7 @@ import numpy as np
 
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation.bags import read_raw_messages
-from pisr_ros.evaluation.replay import FrameResult, ReplayOutput
+from pisr_ros.evaluation.replay.handoff import FrameResult, ReplayOutput
 from pisr_ros.ros.node_process import NodeProcess
 
 READY_TIMEOUT_S = 120.0  # model loading and discovery, on a busy 2-core machine

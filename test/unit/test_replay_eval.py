@@ -109,11 +109,11 @@ def test_live_contract_drops_are_counted_never_skipped(cs_root, bag, tmp_path):
 @pytest.mark.slow
 def test_offline_equals_predict_and_evaluate(cs_root, bag, tmp_path, capsys):
     """The reference check: the offline replay of a bag scores exactly what `pisr-ros predict` +
-    `pisr-ros evaluate` score on the same images, with the same backend (torch) and the same
-    post-processing (upsampled heads, 7x7 NMS, predict's defaults)."""
+    `pisr-ros evaluate` score on the same images, with the same backend (torch) and each
+    command's default post-processing (the same: the device's defaults)."""
     out = tmp_path / "replay"
     assert cli.main(["replay-eval", "--bag", str(bag), "--gt", str(cs_root), "--camera", "/front", "--offline",
-                     "--model", str(MODEL), "--backend", "torch", "--upsample", "--threads", "2",
+                     "--model", str(MODEL), "--backend", "torch", "--threads", "2",
                      "--workers", "1", "--out", str(out)]) == 0
     assert "3 ground-truth frames scored, 0 dropped" in capsys.readouterr().out
     for name in ("report.md", "metrics.json", "plots/per_class_pq.png", "plots/latency_hist.png",
@@ -128,8 +128,8 @@ def test_offline_equals_predict_and_evaluate(cs_root, bag, tmp_path, capsys):
     assert ours["latency"]["n"] == 3 and ours["throughput_fps"] > 0
 
     pred = tmp_path / "pred"
-    assert cli.main(["predict", "--model", str(MODEL), "--images", str(cs_root / "leftImg8bit" / "val"),
-                     "--out", str(pred), "--threads", "2"]) == 0
+    assert cli.main(["predict", "--model", str(MODEL), "--backend", "torch", "--images",
+                     str(cs_root / "leftImg8bit" / "val"), "--out", str(pred), "--threads", "2"]) == 0
     assert cli.main(["evaluate", "--gt-json", str(layout.panoptic_json(cs_root, "val")),
                      "--pred-json", str(pred / "panoptic.json"), "--workers", "1",
                      "--json-out", str(tmp_path / "ref.json")]) == 0
@@ -152,7 +152,7 @@ def test_offline_defaults_on_a_jpeg_bag(cs_root, tmp_path, capsys):
     assert cli.main(["replay-eval", "--bag", str(bag), "--gt", str(cs_root), "--examples", "1",
                      "--threads", "2", "--workers", "1", "--out", str(out)]) == 0
     doc = json.loads((out / "metrics.json").read_text())
-    assert doc["info"]["mode"] == "offline" and "heads grid" in doc["info"]["postprocess"]
+    assert doc["info"]["mode"] == "offline" and "upsample False" in doc["info"]["postprocess"]  # the heads' grid
     assert doc["info"]["topic"] == "/front/image_raw/compressed (sensor_msgs/msg/CompressedImage)"
     assert doc["counts"]["scored"] == 3
     # The scores are cityscapesscripts' own on the prediction files the replay wrote.
