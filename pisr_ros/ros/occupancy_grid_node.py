@@ -187,7 +187,7 @@ class OccupancyGridNode(Node):
             self.stats[counter] += 1
             self.get_logger().warning(
                 f"odometry refused ({self.stats[counter]} so far): {reason} in "
-                f"{self.resolve_topic_name('odom')}; label images are placed with the odometry around them",
+                f"{self.resolve_topic_name('odom')}; skipped (label images use the odometry around it)",
                 throttle_duration_sec=LOG_EVERY_S)
             return
         gap = self._odom.add(msg)
