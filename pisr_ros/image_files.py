@@ -1,4 +1,5 @@
-"""Camera images on disk: which files under a folder are the images to process, and their ids.
+"""Camera images on disk: which files under a folder are the images to process, their ids, and
+reading one.
 
 ``image_id`` is the Cityscapes id (``frankfurt_000000_000294``) for ``*_leftImg8bit.png`` files,
 else the file's name without extension, so predictions pair with Cityscapes ground truth by id.
@@ -6,6 +7,9 @@ else the file's name without extension, so predictions pair with Cityscapes grou
 from __future__ import annotations
 
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from pisr_ros.data.cityscapes_layout import LEFT_IMG_SUFFIX
 from pisr_ros.errors import UsageError
@@ -38,3 +42,11 @@ def find_images(folder: str | Path) -> list[tuple[str, Path]]:
                              "image ids name the output files and must be unique")
         seen[image_id] = p
     return sorted(seen.items())
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """HxWx3 uint8 RGB of an image file; UsageError when it cannot be read."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UsageError(f"cannot read image {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

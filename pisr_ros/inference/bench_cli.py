@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pisr_ros.errors import UsageError
+from pisr_ros.inference.model_files import DEFAULT_MODEL, find_model
 
 STAGES = ("decode", "preprocess", "network", "postprocess", "resize", "total")
 
@@ -26,14 +27,15 @@ a CompressedImage).
 
 example:
   pisr-ros bench --model models/pd_light_base_synth.pt --backends torch,onnxruntime \\
-      --size 1024x2048 --frames 50 --json docs/bench_cpu.json
+      --size 1024x2048 --frames 50 --json docs/runs/bench_predictor_cpu.json
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
-    parser.add_argument("--model", required=True, metavar="M", help="checkpoint (.pt) or exported .onnx")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="M",
+                        help=f"checkpoint (.pt) or exported .onnx (default: the node's default, {DEFAULT_MODEL})")
     parser.add_argument("--backends", default="torch,onnxruntime", metavar="LIST",
                         help="comma-separated: torch, onnxruntime, tensorrt (default: torch,onnxruntime)")
     parser.add_argument("--size", default="1024x2048", metavar="HxW", help="camera frame size (default: 1024x2048)")
@@ -100,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
     size = parse_size(args.size, "--size")
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
-    predictors = {n: Predictor.from_file(args.model, backend=n, device=args.device, fp16=args.fp16 and n != "onnxruntime",
+    model = str(find_model(args.model))
+    predictors = {n: Predictor.from_file(model, backend=n, device=args.device, fp16=args.fp16 and n != "onnxruntime",
                                          threads=threads, profile=True, keep_confidence=False) for n in names}
     frames = _frames(args.images, size)
     if args.input == "jpeg":

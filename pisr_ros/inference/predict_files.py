@@ -25,7 +25,7 @@ def write_predictions(predictor, images: list[tuple[str, Path]], out: str | Path
     An image that cannot be read is skipped and listed in ``skipped``; UsageError when none can."""
     from tqdm import tqdm
 
-    from pisr_ros.data.dataset import read_rgb
+    from pisr_ros.image_files import read_rgb
     from pisr_ros.evaluation.cityscapes_files import CityscapesWriter
 
     keep = predictor.keep_semantic_head

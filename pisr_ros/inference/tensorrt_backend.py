@@ -124,7 +124,7 @@ def _calibrator(trt, files: Sequence[Path], input_size: tuple[int, int], pixel_m
     import numpy as np
     import torch.nn.functional as F
 
-    from pisr_ros.data.dataset import read_rgb
+    from pisr_ros.image_files import read_rgb
 
     height, width = input_size
     mean = torch.tensor(pixel_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)

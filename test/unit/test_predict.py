@@ -194,3 +194,27 @@ def test_missing_model_names_what_makes_it(tmp_path, capsys):
                      "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "final.pt" in err and "pisr-ros train" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_without_a_model_serves_the_nodes_default_like_the_node(tmp_path):
+    """No --model: the node's default model; --backend onnxruntime gives the id maps of the
+    Predictor as panoptic_node builds it (auto backend on the CPU, its default settings)."""
+    from pisr_ros.inference.model_files import DEFAULT_MODEL, find_model
+    from pisr_ros.panoptic import to_cityscapes_panoptic
+    from pisr_ros.ros.panoptic_params import PARAMS
+
+    images = tmp_path / "images"
+    images.mkdir()
+    frames = [synth.render_scene(5, "val", i, (256, 512))[0] for i in range(2)]
+    for i, rgb in enumerate(frames):
+        Image.fromarray(rgb).save(images / f"f{i}.png")
+    assert cli.main(["predict", "--images", str(images), "--out", str(tmp_path / "out"),
+                     "--backend", "onnxruntime", "--device", "cpu"]) == 0
+    assert PARAMS["model"].default == DEFAULT_MODEL
+    node_predictor = Predictor.from_file(str(find_model(PARAMS["model"].default)), backend=PARAMS["backend"].default,
+                                         device=PARAMS["device"].default, keep_confidence=False)
+    assert node_predictor.backend.name == "onnxruntime"
+    for i, rgb in enumerate(frames):
+        png = np.array(Image.open(tmp_path / "out" / "panoptic" / f"f{i}_panoptic.png"))
+        want, _ = to_cityscapes_panoptic(node_predictor(rgb).id_map)
+        np.testing.assert_array_equal(png, want)
