@@ -10,6 +10,22 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 
 STAGE_WINDOW = 100  # frames over which stage times are summarised
+# A header stamp is comparable with the node's clock when stamp -> publish falls in this range
+# (seconds). Outside it the stamp comes from another clock's epoch (a bag replayed with its
+# original stamps, a camera on simulated time or counting from its own boot), and its
+# difference from the node's clock says nothing about latency. Up to a second early is clock
+# skew between machines and counts as 0.
+COMPARABLE_LATENCY_S = (-1.0, 30.0)
+
+
+def stamp_latency(stamp_s: float, now_s: float) -> float | None:
+    """Seconds from a header stamp to ``now_s`` on the node's clock, or None when the stamp is
+    not comparable with that clock (``COMPARABLE_LATENCY_S``)."""
+    latency = now_s - stamp_s
+    low, high = COMPARABLE_LATENCY_S
+    if not low <= latency <= high:  # also NaN
+        return None
+    return max(0.0, latency)
 
 
 class NodeStats:
@@ -19,13 +35,16 @@ class NodeStats:
         self.window = window
         self._lock = threading.Lock()
         self._inputs: deque[float] = deque()
-        self._outputs: deque[tuple[float, float, float]] = deque()  # (time, latency s, in-node s)
+        # (time, latency s or None when the stamp is not comparable, in-node s)
+        self._outputs: deque[tuple[float, float | None, float]] = deque()
         self.received = 0
         self.processed = 0
         self.dropped = 0  # superseded by a newer frame before inference took them
         self.rejected: Counter[str] = Counter()  # malformed, by reason
+        self._rejected_taken_in = 0  # of those, refused after being taken in (at decoding)
         self.failed = 0  # inference errors
         self.overlays = 0  # overlays computed (only while somebody subscribes)
+        self.stamps_not_comparable = 0  # published frames whose stamp is from another clock's epoch
         self._stages: dict[str, deque[float]] = {}  # stage -> seconds of the last frames
 
     def _trim(self, now: float) -> None:
@@ -39,20 +58,26 @@ class NodeStats:
             self.received += 1
             self._inputs.append(time.monotonic())
 
-    def frame_out(self, latency: float, in_node: float) -> None:
-        """``latency``: header stamp to publish; ``in_node``: arrival in the node to publish
-        (the wait for the inference thread included)."""
+    def frame_out(self, latency: float | None, in_node: float) -> None:
+        """``latency``: header stamp to publish (``stamp_latency``), None for a stamp that is not
+        comparable with the node's clock: such frames count in the rates and ``in_node`` but not
+        in the latency percentiles. ``in_node``: arrival in the node to publish (the wait for
+        the inference thread included)."""
         with self._lock:
             self.processed += 1
+            if latency is None:
+                self.stamps_not_comparable += 1
             self._outputs.append((time.monotonic(), latency, in_node))
 
     def drop(self) -> None:
         with self._lock:
             self.dropped += 1
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, taken_in: bool = False) -> None:
+        """``taken_in``: the frame had been counted as received (refused at decoding)."""
         with self._lock:
             self.rejected[reason] += 1
+            self._rejected_taken_in += taken_in
 
     def stages(self, **seconds: float) -> None:
         with self._lock:
@@ -71,7 +96,7 @@ class NodeStats:
         with self._lock:
             now = time.monotonic()
             self._trim(now)
-            latencies = [lat for _, lat, _ in self._outputs]
+            latencies = [lat for _, lat, _ in self._outputs if lat is not None]
             in_node = [t for _, _, t in self._outputs]
             span = min(self.window, max(now - (self._inputs[0] if self._inputs else now), 1e-9))
             out_span = min(self.window, max(now - (self._outputs[0][0] if self._outputs else now), 1e-9))
@@ -88,7 +113,11 @@ class NodeStats:
                 "rejected_messages": sum(self.rejected.values()),
                 "rejected_by_reason": dict(self.rejected),
                 "inference_errors": self.failed,
+                # Taken in and neither published, dropped nor refused yet: 0 when idle, at most
+                # 3 (one waiting, one in the network, one being published).
+                "frames_in_node": self.received - self.processed - self.dropped - self.failed - self._rejected_taken_in,
                 "overlays_published": self.overlays,
+                "stamps_not_comparable": self.stamps_not_comparable,
                 **{f"stage_{name}_p50_ms": float(np.median(v) * 1e3) for name, v in self._stages.items() if v},
             }
 
@@ -96,7 +125,13 @@ class NodeStats:
 def status(name: str, snap: dict, extra: dict[str, str]) -> DiagnosticStatus:
     """One DiagnosticStatus: WARN while messages are being rejected or inference fails."""
     level = DiagnosticStatus.OK
-    message = f"{snap['output_rate_hz']:.1f} Hz out, p50 latency {snap['latency_p50_ms']:.0f} ms"
+    if snap["latency_p50_ms"] == snap["latency_p50_ms"]:  # not NaN
+        latency = f"p50 latency {snap['latency_p50_ms']:.0f} ms"
+    elif snap["processed"] and snap["stamps_not_comparable"]:
+        latency = "latency unknown: the input stamps are not on this node's clock"
+    else:
+        latency = "no latency yet"
+    message = f"{snap['output_rate_hz']:.1f} Hz out, {latency}"
     if snap["rejected_messages"] or snap["inference_errors"]:
         level = DiagnosticStatus.WARN
         message += f"; {snap['rejected_messages']} messages rejected, {snap['inference_errors']} inference errors"

@@ -42,7 +42,7 @@ from pisr_ros.image_decode import (MalformedImage, check_compressed_msg, check_i
 from pisr_ros.inference.model_files import find_model
 from pisr_ros.msg import PanopticInstanceArray, PanopticLabelInfo
 from pisr_ros.overlay import overlay
-from pisr_ros.ros.diagnostics import NodeStats, status
+from pisr_ros.ros.diagnostics import NodeStats, stamp_latency, status
 from pisr_ros.ros.image_cdr import image_cdr
 from pisr_ros.ros.messages import instance_array_msg, label_info_msg
 from pisr_ros.ros.node_main import StartError, run
@@ -73,12 +73,30 @@ class _Frame:
     network_done: float  # time.perf_counter()
 
 
+def device_problem(device: str) -> str | None:
+    """Why ``device`` (cpu, cuda, cuda:N) cannot run here; None when it can."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU found"
+        return f"device {device}: CUDA is not available here (torch {torch.__version__}, {build}); set device:=cpu"
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        return (f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return None
+
+
 class PanopticNode(Node):
     def __init__(self, **kwargs):
         super().__init__("panoptic_node", **kwargs)
         self.stats = NodeStats()
         values = declare(self, PARAMS)  # raises StartError with every refused value
         self.params = values
+        if (why := device_problem(values["device"])) is not None:
+            raise StartError(why)
         self.predictor = self._load_predictor(values)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -163,8 +181,8 @@ class PanopticNode(Node):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------------ input
-    def _reject(self, exc: MalformedImage, msg) -> None:
-        self.stats.reject(exc.reason)
+    def _reject(self, exc: MalformedImage, msg, taken_in: bool = False) -> None:
+        self.stats.reject(exc.reason, taken_in)
         frame = getattr(msg.header, "frame_id", "")
         self.get_logger().warning(f"rejected a message (frame_id {frame!r}): {exc}",
                                   throttle_duration_sec=LOG_THROTTLE_S)
@@ -206,7 +224,7 @@ class PanopticNode(Node):
             try:
                 frame = self._run_network(msg, arrived)
             except MalformedImage as exc:
-                self._reject(exc, msg)
+                self._reject(exc, msg, taken_in=True)
                 continue
             except Exception as exc:  # the node must outlive any one frame
                 self._failed(exc)
@@ -277,7 +295,7 @@ class PanopticNode(Node):
                           **{f"predictor_{k}": v for k, v in frame.network.timings.items()})
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
-        self.stats.frame_out(max(0.0, now - stamp), time.perf_counter() - frame.arrived)
+        self.stats.frame_out(stamp_latency(stamp, now), time.perf_counter() - frame.arrived)
 
     # ------------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:

@@ -91,20 +91,22 @@ class Client:
             ros_node.create_subscription(kind, node.topic(f"panoptic/{name}"), self.received[name].append, RELIABLE)
         ros_node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.sent = 0
+        self.sent_headers: list[Header] = []
 
     def _on_diagnostics(self, msg):
         for st in msg.status:
             if st.name.startswith(f"{self.node.ns}/panoptic_node"):
                 self.diagnostics.append({kv.key: kv.value for kv in st.values})
 
-    def header(self) -> Header:
+    def header(self, stamp=None) -> Header:
         self.sent += 1
         h = Header(frame_id=f"camera_optical_{self.sent}")
-        h.stamp = self.ros.get_clock().now().to_msg()
+        h.stamp = stamp if stamp is not None else self.ros.get_clock().now().to_msg()
+        self.sent_headers.append(h)
         return h
 
-    def send_raw(self, bgr):
-        header = self.header()
+    def send_raw(self, bgr, stamp=None):
+        header = self.header(stamp)
         self.pub.publish(image_cdr(bgr, "bgr8", header))
         return header
 
@@ -137,6 +139,22 @@ class Client:
         ok = self.spin_until(lambda: any(predicate(d) for d in self.diagnostics[start:]), timeout)
         assert ok, f"no matching diagnostics; last: {self.diagnostics[-1:] }"
         return [d for d in self.diagnostics[start:] if predicate(d)][-1]
+
+    def settled_diagnostics(self, timeout=60.0):
+        """The first of two reports in a row with no frame in the node and the same counts: the
+        node is idle and every frame it took in is accounted for. Waits for work, not a time."""
+        keys = ("received", "processed", "dropped_frames", "rejected_messages", "inference_errors")
+        start = len(self.diagnostics)
+
+        def settled():
+            got = self.diagnostics[start:]
+            return any(int(a["frames_in_node"]) == 0 and all(a[k] == b[k] for k in keys)
+                       for a, b in zip(got, got[1:]))
+
+        assert self.spin_until(settled, timeout), f"the node never settled; last: {self.diagnostics[-1:]}"
+        got = self.diagnostics[start:]
+        return next(a for a, b in zip(got, got[1:])
+                    if int(a["frames_in_node"]) == 0 and all(a[k] == b[k] for k in keys))
 
 
 def _labels_array(msg) -> np.ndarray:
@@ -192,7 +210,7 @@ def test_overlay_is_computed_only_while_subscribed(ros_node, spin_until, raw_nod
     assert overlays, "no overlay while subscribed"
     o = overlays[0]
     assert (o.height, o.width, o.encoding) == (*CAMERA, "bgr8")
-    assert any(h.header == o.header for h in client.received["labels"]) or o.header.frame_id.startswith("camera_optical_")
+    assert o.header in client.sent_headers  # the input's header, unchanged
     ros_node.destroy_subscription(sub)
     # Let the graph (and so the node) see the subscriber leave before the next frame.
     assert spin_until(lambda: ros_node.count_subscribers(raw_node.topic("panoptic/overlay")) == 0, 15.0)
@@ -225,7 +243,6 @@ def test_malformed_flood_leaves_the_node_alive_and_counted(ros_node, spin_until,
     jpeg = Client(ros_node, spin_until, compressed_node, compressed=True)
     raw.first_result(lambda: raw.send_raw(frame_bgr))
     jpeg.first_result(lambda: jpeg.send_jpeg(frame_bgr))
-    rejected_before = int(raw.latest_diagnostics()["rejected_messages"])
 
     def bad(**fields):
         msg = Image(header=raw.header(), height=4, width=4, encoding="bgr8", step=12)
@@ -241,27 +258,44 @@ def test_malformed_flood_leaves_the_node_alive_and_counted(ros_node, spin_until,
         bad(height=0, width=0, step=0, data=b""),  # 0x0
         bad(height=8192, width=8192, step=8192 * 3, data=bytes(48)),  # 8192x8192 claimed
     ]
+    before = raw.settled_diagnostics()
     rounds = 20
     for _ in range(rounds):
         for msg in malformed:
             raw.pub.publish(msg)
             spin_until(lambda: False, 0.005)
-    want = rejected_before + rounds * len(malformed)
-    # Best-effort delivery may lose a few of a burst; every one that arrives must be counted.
-    diag = raw.latest_diagnostics(lambda d: int(d["rejected_messages"]) >= want * 0.9, timeout=20)
-    for reason in ("encoding", "step", "truncated", "empty", "too_large"):
-        assert int(diag[f"rejected_{reason}"]) >= rounds * 0.9, (reason, diag)
-    # Corrupt JPEGs: valid header fields, data that does not decode; sent slowly so that each
-    # reaches inference (superseded ones would count as dropped instead).
-    jpeg_before = int(jpeg.latest_diagnostics()["rejected_messages"])
+    # Best-effort delivery may lose some of a burst, so the node's counts are checked against
+    # each other, not against what was sent: malformed messages are refused on arrival (never
+    # taken in, so never dropped as superseded), each under its reason.
+    counted = lambda d: sum(int(d.get(f"rejected_{r}", 0)) for r in ("encoding", "step", "truncated", "empty",
+                                                                      "too_large"))
+    diag = raw.latest_diagnostics(lambda d: all(int(d.get(f"rejected_{r}", 0)) > int(before.get(f"rejected_{r}", 0))
+                                                for r in ("encoding", "step", "truncated", "empty", "too_large")),
+                                  timeout=30)
+    diag = raw.settled_diagnostics()
+    assert int(diag["received"]) == int(before["received"]), (before, diag)
+    assert int(diag["dropped_frames"]) == int(before["dropped_frames"]), (before, diag)
+    grown = int(diag["rejected_messages"]) - int(before["rejected_messages"])
+    assert 0 < grown <= rounds * len(malformed) and counted(diag) - counted(before) == grown, (before, diag)
+    # Corrupt JPEGs: a JPEG header, then data that does not decode. Refused only when decoding,
+    # so each is sent after the one before was counted (a newer frame would supersede it).
+    jpeg_before = jpeg.settled_diagnostics()
     good = cv2.imencode(".jpg", frame_bgr)[1].tobytes()
-    for i in range(5):
+    published = 0
+    for i in range(1, 6):
         msg = CompressedImage(header=jpeg.header(), format="jpeg")
-        msg.data = good[:200] + bytes(300)  # a JPEG header, then garbage
-        jpeg.pub.publish(msg)
-        spin_until(lambda: False, 0.3)
-    diag = jpeg.latest_diagnostics(lambda d: int(d.get("rejected_corrupt", 0)) >= 4, timeout=20)
-    assert int(diag["rejected_messages"]) >= jpeg_before + 4
+        msg.data = good[:200] + bytes(300)
+        want = int(jpeg_before.get("rejected_corrupt", 0)) + i
+        for _ in range(5):  # resent only if best effort lost it
+            jpeg.pub.publish(msg)
+            published += 1
+            if spin_until(lambda: any(int(d.get("rejected_corrupt", 0)) >= want for d in jpeg.diagnostics[-3:]), 5.0):
+                break
+        else:
+            pytest.fail(f"corrupt JPEG {i} never counted; last diagnostics {jpeg.diagnostics[-1:]}")
+    diag = jpeg.settled_diagnostics()
+    assert 5 <= int(diag["rejected_corrupt"]) - int(jpeg_before.get("rejected_corrupt", 0)) <= published, diag
+    assert int(diag["dropped_frames"]) == int(jpeg_before["dropped_frames"]), diag
     # Still alive and answering, on both transports.
     assert raw_node.proc.poll() is None and compressed_node.proc.poll() is None
     raw.result_for(raw.send_raw(frame_bgr))
@@ -271,36 +305,101 @@ def test_malformed_flood_leaves_the_node_alive_and_counted(ros_node, spin_until,
     assert 1 <= warnings < rounds * len(malformed) / 4
 
 
-def test_frames_faster_than_the_model_are_dropped_latency_bounded_memory_flat(ros_node, spin_until, raw_node, frame_bgr):
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    jpeg = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes()
+    pos = 2
+    while jpeg[pos + 1] != 0xC0:
+        pos += 2 + int.from_bytes(jpeg[pos + 2:pos + 4], "big")
+    return jpeg[:pos + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[pos + 9:]
+
+
+def test_a_decode_bomb_is_refused_without_raising_the_nodes_peak_memory(ros_node, spin_until, compressed_node,
+                                                                       frame_bgr):
+    """Issue 18: ~600 bytes of JPEG claiming 20000x20000 raised the node's peak RSS by ~1.5 GB."""
+    client = Client(ros_node, spin_until, compressed_node, compressed=True)
+    client.first_result(lambda: client.send_jpeg(frame_bgr))
+    client.result_for(client.send_jpeg(frame_bgr))  # the peak of normal frames is reached
+    before = client.settled_diagnostics()
+    peak_before = _peak_rss_mb(compressed_node.proc.pid)
+    bomb = _jpeg_declaring(20000, 20000)
+    assert len(bomb) < 1000
+    want = int(before.get("rejected_too_large", 0)) + 3
+    for _ in range(20):
+        msg = CompressedImage(header=client.header(), format="jpeg")
+        msg.data = bomb
+        client.pub.publish(msg)
+        if spin_until(lambda: any(int(d.get("rejected_too_large", 0)) >= want for d in client.diagnostics[-3:]), 2.0):
+            break
+    diag = client.settled_diagnostics()
+    assert int(diag["rejected_too_large"]) >= want, diag
+    assert int(diag["received"]) == int(before["received"])  # refused on arrival, never taken in
+    # Within one normal frame's working set: a 256x512 frame and its outputs are a few MB, the
+    # bomb's bitmap would be 1.2 GB.
+    grown = _peak_rss_mb(compressed_node.proc.pid) - peak_before
+    assert grown < 20, (peak_before, grown)
+    client.result_for(client.send_jpeg(frame_bgr))  # and still serving
+
+
+def test_stamps_of_another_clock_do_not_poison_the_latency(ros_node, spin_until, raw_node, frame_bgr):
+    """A bag replayed with its original stamps (a year ago) and a camera on simulated time:
+    answered as usual, counted as not comparable, left out of the latency percentiles."""
     client = Client(ros_node, spin_until, raw_node)
     client.first_result(lambda: client.send_raw(frame_bgr))
-    # The model's rate on this machine, from one-at-a-time frames.
-    times = []
-    for _ in range(3):
-        t0 = time.monotonic()
-        client.result_for(client.send_raw(frame_bgr))
-        times.append(time.monotonic() - t0)
-    per_frame = float(np.median(times))
-    before = int(client.latest_diagnostics()["dropped_frames"])
+    before = client.settled_diagnostics()
+    now = ros_node.get_clock().now().nanoseconds // 10**9
+    for sec in (now - 365 * 86400, 42, now - 365 * 86400, 42):
+        stamp = Header().stamp
+        stamp.sec = sec
+        header = client.first_result(lambda: client.send_raw(frame_bgr, stamp=stamp))
+        assert header.stamp.sec == sec
+    diag = client.settled_diagnostics()
+    assert int(diag["stamps_not_comparable"]) - int(before["stamps_not_comparable"]) >= 4, diag
+    # Only frames stamped now are in the percentiles (first_result's retries included): well
+    # under a minute, where the foreign stamps would give 1e3 to 3e13 ms.
+    assert float(diag["latency_p90_ms"]) < 60_000 or diag["latency_p90_ms"] == "nan", diag
+    client.result_for(client.send_raw(frame_bgr))
+    diag = client.settled_diagnostics()
+    assert 0 < float(diag["latency_p90_ms"]) < 60_000, diag
+
+
+def test_frames_faster_than_the_model_are_dropped_not_queued(ros_node, spin_until, raw_node, frame_bgr):
+    """Latest frame wins, checked by counts and order, not speeds: bursts of frames published
+    back to back (each burst takes a few ms to send, one inference takes tens of ms on any
+    machine: the ratio, not the speed, is what holds on a busy machine)."""
+    client = Client(ros_node, spin_until, raw_node)
+    client.first_result(lambda: client.send_raw(frame_bgr))
+    before = client.settled_diagnostics()
     rss_start = raw_node.rss_mb()
-    period = per_frame / 4  # 4x the model's rate
+    bursts, per_burst = 5, 20
     sent_headers = []
-    t_end = time.monotonic() + max(6.0, 30 * per_frame)
-    while time.monotonic() < t_end:
-        sent_headers.append(client.send_raw(frame_bgr))
-        spin_until(lambda: False, period)
-    spin_until(lambda: False, 3 * per_frame + 1.0)
+    for _ in range(bursts):
+        sent_headers += [client.send_raw(frame_bgr) for _ in range(per_burst)]
+        client.settled_diagnostics()  # the node is idle again before the next burst
+    diag = client.settled_diagnostics()
     rss_end = raw_node.rss_mb()
-    diag = client.latest_diagnostics()
-    dropped = int(diag["dropped_frames"]) - before
-    answered = [m for m in client.received["labels"] if any(m.header == h for h in sent_headers)]
-    assert dropped > 0 and len(answered) < len(sent_headers), (dropped, len(answered), len(sent_headers))
-    # Two frames in flight (network, publishing), published in the order they came.
+    received = int(diag["received"]) - int(before["received"])
+    processed = int(diag["processed"]) - int(before["processed"])
+    dropped = int(diag["dropped_frames"]) - int(before["dropped_frames"])
+    # Every frame the node took in was published or dropped and counted (none left pending).
+    assert received == processed + dropped and int(diag["inference_errors"]) == int(before["inference_errors"])
+    # Not queued: of a burst the node publishes the frame in the network, the one being
+    # published and the newest; a queue would publish them all.
+    assert dropped > 0 and processed <= bursts * per_burst // 2, (received, processed, dropped)
+    assert spin_until(lambda: sum(m.header in sent_headers for m in client.received["labels"]) >= processed, 20)
+    answered = [m for m in client.received["labels"] if m.header in sent_headers]
+    assert len(answered) == processed, (len(answered), processed)
+    # Published in the order they came, each once.
     order = [int(m.header.frame_id.rsplit("_", 1)[1]) for m in answered]
     assert order == sorted(order) and len(set(order)) == len(order), order
-    # Bounded latency: never a backlog, so p90 stays within a few frame times (not growing with the run).
-    assert float(diag["latency_p90_ms"]) / 1e3 < 4 * per_frame + 0.5, (diag["latency_p90_ms"], per_frame)
-    # Memory flat: no queue of frames builds up (a 256x512 frame is 0.4 MB; 30 of them queued would show).
+    # Memory flat: no queue of frames builds up.
     assert rss_end - rss_start < 40, (rss_start, rss_end)
     assert raw_node.proc.poll() is None
 
@@ -347,6 +446,50 @@ def test_bad_start_parameters_fail_with_the_reason(params, message):
     assert done.returncode == 2 and message in done.stderr, done.stderr
 
 
+def _bad_checkpoint(folder: Path, kind: str) -> Path:
+    import torch
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "pd_light_pisr_residual_synth.pt"
+    path = folder / f"{kind}.pt"
+    if kind == "truncated":
+        data = shipped.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    else:
+        ckpt = torch.load(shipped, weights_only=True)
+        change = {"num_classes_7": {"num_classes": 7}, "input_size_0": {"input_size": [0, 0]}}[kind]
+        torch.save(dict(ckpt, spec=dict(ckpt["spec"], **change)), path)
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("truncated", "cut short"), ("empty", "is empty"), ("random_bytes", "not a PyTorch file"),
+    ("num_classes_7", "num_classes must be 19"), ("input_size_0", "input_size must be"),
+])
+def test_a_checkpoint_that_cannot_be_used_stops_the_start_in_one_line(tmp_path, kind, message):
+    path = _bad_checkpoint(tmp_path, kind)
+    done = subprocess.run([sys.executable, "-m", "pisr_ros.ros.panoptic_node", "--ros-args", "-r", "__ns:=/bad",
+                           "-p", f"model:={path}"], capture_output=True, text=True, timeout=180)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+    assert str(path) in lines[0] and message in lines[0], lines
+
+
+def test_device_cuda_without_cuda_stops_the_start_in_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = subprocess.run([sys.executable, "-m", "pisr_ros.ros.panoptic_node", "--ros-args", "-r", "__ns:=/bad",
+                           "-p", "device:=cuda"], capture_output=True, text=True, timeout=180)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+    assert "CUDA is not available" in lines[0] and "device:=cpu" in lines[0], lines
+
+
 def test_bench_node_reports_what_it_measured(tmp_path):
     """`pisr-ros bench-node` end to end (no network: --backend noop), briefly."""
     out = tmp_path / "bench.json"
@@ -355,5 +498,7 @@ def test_bench_node_reports_what_it_measured(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(out.read_text())["results"]
-    assert results["frames_sent"] >= 15 and results["frames_answered"] > 0
-    assert results["latency_ms"]["median"] > 0 and results["output_fps"] > 0
+    # What it counted agrees with itself (how many frames a busy machine sends in 2 s varies).
+    assert 0 < results["frames_answered"] <= results["frames_sent"]
+    assert results["output_fps"] == pytest.approx(results["frames_answered"] / 2)
+    assert results["latency_ms"]["median"] > 0 and results["node_dropped"] >= 0
