@@ -50,6 +50,12 @@ class ModelFamily(Protocol):
     def postprocess(self, heads: dict[str, torch.Tensor], input_size: tuple[int, int], settings) -> FamilyBatch:
         """Id maps of a batch of heads from a network run at ``input_size`` (H, W)."""
 
+    # Optional: a family whose post-processing has learnt weights (YOLO-Panoptic's mask head runs
+    # on the boxes the network found) defines
+    #     postprocessor(info: ModelInfo, device, model: nn.Module | None) -> postprocess-like callable
+    # built once per Predictor (``model``: the torch network when one is in memory, else None and
+    # the weights come from ``info.path``); without it the Predictor calls ``postprocess``.
+
     def fake_heads(self, spec, input_size: tuple[int, int], device: torch.device) -> dict[str, torch.Tensor]:
         """Heads of one image of an empty road at no cost (batch 1), for the no-op backend."""
 

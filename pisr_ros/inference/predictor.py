@@ -88,6 +88,11 @@ class Predictor:
         self.device = backend.device
         self.input_size = tuple(backend.input_size)
         self.postprocess = postprocess if postprocess is not None else model_settings(info, self.device)
+        # A family whose post-processing has weights of its own (a mask head run on the boxes the
+        # network found) builds it here; the others post-process with a pure function.
+        make = getattr(self.family, "postprocessor", None)
+        self._postprocess = (make(info, self.device, getattr(backend, "model", None)) if make is not None
+                             else self.family.postprocess)
         self.keep_confidence = keep_confidence
         self.keep_semantic_head = keep_semantic_head
         self.profile = profile
@@ -198,7 +203,7 @@ class Predictor:
         """The second half of ``predict``: postprocess and resize ``out`` to its images' sizes,
         with the post-processing settings of the moment."""
         t2 = time.perf_counter()
-        batch = self.family.postprocess(out.heads, self.input_size, self.postprocess)
+        batch = self._postprocess(out.heads, self.input_size, self.postprocess)
         ids = batch.id_map.cpu().numpy()
         conf = batch.confidence.cpu().numpy()
         heads = batch.semantic.to(torch.uint8).cpu().numpy() if self.keep_semantic_head else None
