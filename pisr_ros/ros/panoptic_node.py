@@ -46,7 +46,7 @@ from pisr_ros.ros.diagnostics import NodeStats, stamp_latency, status
 from pisr_ros.ros.image_cdr import image_cdr
 from pisr_ros.ros.messages import instance_array_msg, label_info_msg
 from pisr_ros.ros.node_main import StartError, run
-from pisr_ros.ros.panoptic_params import PARAMS, problem
+from pisr_ros.ros.panoptic_params import PARAMS, problem, settings_params
 from pisr_ros.ros.parameters import declare
 
 if TYPE_CHECKING:
@@ -145,15 +145,12 @@ class PanopticNode(Node):
         self.get_logger().info(f"serving {self.predictor.describe()} on {self.sub.topic_name}")
 
     # ------------------------------------------------------------------------ set-up
-    def _postprocess_changes(self, values: dict) -> dict:
-        changes = {"center_threshold": float(values["center_threshold"]), "top_k": int(values["top_k"]),
-                   "stuff_area": int(values["stuff_area"])}
-        if values["nms_kernel"]:
-            changes["nms_kernel"] = int(values["nms_kernel"])
-        return changes
+    def _settings_of(self, values: dict):
+        """The predictor's settings with the post-processing parameters' values in ``values``."""
+        return replace(self.predictor.postprocess, **{n: values[n] for n in self.settings_params.names()})
 
     def _load_predictor(self, values: dict):
-        from pisr_ros.inference.predictor import Predictor, default_postprocess
+        from pisr_ros.inference.predictor import Predictor
 
         try:
             path = find_model(values["model"])
@@ -166,17 +163,21 @@ class PanopticNode(Node):
                                             keep_confidence=False)
         except UsageError as exc:
             raise StartError(str(exc)) from exc
-        self._default_postprocess = default_postprocess(values["device"])
-        predictor.postprocess = replace(self._default_postprocess, **self._postprocess_changes(values))
+        # The model family's settings as parameters, defaulting to the device's defaults and the
+        # values tuned into the model file; a params file or -p overrides them here.
+        self.settings_params = settings_params(predictor.postprocess)
+        values.update(declare(self, self.settings_params))
+        predictor.postprocess = replace(predictor.postprocess, **{n: values[n] for n in self.settings_params.names()})
         return predictor
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        reasons = [msg for p in params if (msg := problem(p.name, p.value))]
+        reasons = [msg for p in params
+                   if (msg := problem(p.name, p.value) or self.settings_params.problem(p.name, p.value))]
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
         values = dict(self.params, **{p.name: p.value for p in params})
-        # One assignment of a new config object: the inference thread sees the old or the new one.
-        self.predictor.postprocess = replace(self._default_postprocess, **self._postprocess_changes(values))
+        # One assignment of a new settings object: the inference thread sees the old or the new one.
+        self.predictor.postprocess = self._settings_of(values)
         self.params = values
         return SetParametersResult(successful=True)
 
