@@ -20,6 +20,10 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.6",
+        # pisr-ros evaluate: zlib-ng inflates PNGs ~10x faster than zlib; llvmlite compiles the
+        # pixel pass (pisr_ros/evaluation/pair_kernel.py). Without either it is slower, not wrong.
+        "zlib-ng>=0.5",
+        "llvmlite>=0.45",
     ],
     extras_require={
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],

@@ -25,7 +25,9 @@ import functools
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ import cv2
 import numpy as np
 
 from pisr_ros.errors import UsageError
+from pisr_ros.evaluation import panoptic_png
 from pisr_ros.workers import process_pool
 
 #: PNG id of void in the COCO/Cityscapes panoptic format.
@@ -92,8 +95,14 @@ class Scratch:
         return arr
 
 
-#: This process's buffers (pool workers are processes, each with its own).
-_SCRATCH = Scratch()
+class _ThreadScratch(threading.local):
+    """One :class:`Scratch` per thread (and so per pool process)."""
+
+    def __init__(self) -> None:
+        self.scratch = Scratch()
+
+
+_THREAD = _ThreadScratch()
 
 
 def read_panoptic_png(path: str, scratch: Scratch | None = None, slot: str = "png") -> np.ndarray:
@@ -243,17 +252,19 @@ def _segment_table(segments: Sequence[dict]) -> dict[int, dict]:
     return {seg["id"]: seg for seg in segments}
 
 
+def _refuse_unlisted_ids(pair: ImagePair, pred: np.ndarray, pi: np.ndarray, n_keys: int) -> None:
+    unknown = np.unique(pred[pi == n_keys])
+    listed = ", ".join(str(int(v)) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    raise UsageError(
+        f"{pair.pred_png}: segment id(s) {listed} are in the PNG but not in the prediction "
+        f"JSON's segments_info (image_id {pair.image_id!r})"
+    )
+
+
 def _check_prediction(
-    pair: ImagePair, pred: np.ndarray, pred_keys: np.ndarray, pi: np.ndarray,
-    pred_area: np.ndarray, pred_segms: dict[int, dict], categories: frozenset,
+    pair: ImagePair, pred_keys: np.ndarray, pred_area: np.ndarray, pred_segms: dict[int, dict],
+    categories: frozenset,
 ) -> None:
-    if pred_area[-1]:
-        unknown = np.unique(pred[pi == len(pred_keys)])
-        listed = ", ".join(str(int(v)) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise UsageError(
-            f"{pair.pred_png}: segment id(s) {listed} are in the PNG but not in the prediction "
-            f"JSON's segments_info (image_id {pair.image_id!r})"
-        )
     index = {k: i for i, k in enumerate(pred_keys.tolist())}
     missing = [sid for sid in pred_segms if pred_area[index[sid]] == 0]
     if missing:
@@ -271,27 +282,58 @@ def _check_prediction(
 
 def image_stats(pair: ImagePair, categories: frozenset) -> dict[int, CategoryStats]:
     """Per-category TP/FP/FN and summed IoU of one image, by the reference's rules."""
-    gt = read_panoptic_png(pair.gt_png, _SCRATCH, "gt")
-    pred = read_panoptic_png(pair.pred_png, _SCRATCH, "pred")
-    if gt.shape != pred.shape:
-        raise UsageError(
-            f"{pair.pred_png}: size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth "
-            f"{pair.gt_png} ({gt.shape[1]}x{gt.shape[0]})"
-        )
     gt_segms = _segment_table(pair.gt_segments)
     pred_segms = _segment_table(pair.pred_segments)
     # Sorted keys make row-major order over the pair matrix the reference's (gt id, pred id) order.
     gt_keys = np.array(sorted(set(gt_segms) | {VOID}), dtype=np.int64)
     pred_keys = np.array(sorted(set(pred_segms) | {VOID}), dtype=np.int64)
+    inter = _pair_matrix_compiled(pair, gt_keys, pred_keys)
+    if inter is None or inter[:, -1].any():  # the numpy pass also names ids the JSON lacks
+        inter = _pair_matrix_numpy(pair, gt_keys, pred_keys)
+    pred_area = inter.sum(axis=0)
+    _check_prediction(pair, pred_keys, pred_area, pred_segms, categories)
+    return _score_image(inter, pred_area, gt_keys, pred_keys, gt_segms, pred_segms)
+
+
+def _pair_matrix_compiled(pair: ImagePair, gt_keys: np.ndarray, pred_keys: np.ndarray) -> np.ndarray | None:
+    """The pair matrix from :mod:`panoptic_png`'s kernel; None where it does not apply (no llvmlite,
+    ids too large for a lookup table, a PNG that is not plain 8-bit RGB(A))."""
+    if not panoptic_png.available() or max(gt_keys[-1], pred_keys[-1]) >= _MAX_LUT_SIZE:
+        return None
+    gt = panoptic_png.read_pixels(pair.gt_png)
+    pred = panoptic_png.read_pixels(pair.pred_png) if gt is not None else None
+    if pred is None:
+        return None
+    if (gt.height, gt.width) != (pred.height, pred.width):
+        raise UsageError(
+            f"{pair.pred_png}: size {pred.width}x{pred.height} differs from the ground truth "
+            f"{pair.gt_png} ({gt.width}x{gt.height})"
+        )
+    return panoptic_png.pair_histogram(
+        gt, pred, panoptic_png.lookup_table(gt_keys), panoptic_png.lookup_table(pred_keys),
+        len(gt_keys) + 1, len(pred_keys) + 1,
+    )
+
+
+def _pair_matrix_numpy(pair: ImagePair, gt_keys: np.ndarray, pred_keys: np.ndarray) -> np.ndarray:
+    """The pair matrix with OpenCV decoding and numpy; raises for ids the prediction JSON lacks."""
+    scratch = _THREAD.scratch
+    gt = read_panoptic_png(pair.gt_png, scratch, "gt")
+    pred = read_panoptic_png(pair.pred_png, scratch, "pred")
+    if gt.shape != pred.shape:
+        raise UsageError(
+            f"{pair.pred_png}: size {pred.shape[1]}x{pred.shape[0]} differs from the ground truth "
+            f"{pair.gt_png} ({gt.shape[1]}x{gt.shape[0]})"
+        )
     n_pred = len(pred_keys) + 1  # + the "any other id" bucket
     # One int64 pair index per pixel, gt-major, then one histogram: the pair matrix.
-    key = _index_of(gt, gt_keys, n_pred, out=_SCRATCH.array("key", gt.shape, np.int64))
-    pi = _index_of(pred, pred_keys, out=_SCRATCH.array("pred_index", gt.shape, np.int64))
+    key = _index_of(gt, gt_keys, n_pred, out=scratch.array("key", gt.shape, np.int64))
+    pi = _index_of(pred, pred_keys, out=scratch.array("pred_index", gt.shape, np.int64))
     key += pi
     inter = np.bincount(key.ravel(), minlength=(len(gt_keys) + 1) * n_pred).reshape(-1, n_pred)
-    pred_area = inter.sum(axis=0)
-    _check_prediction(pair, pred, pred_keys, pi, pred_area, pred_segms, categories)
-    return _score_image(inter, pred_area, gt_keys, pred_keys, gt_segms, pred_segms)
+    if inter[:, -1].any():
+        _refuse_unlisted_ids(pair, pred, pi, len(pred_keys))
+    return inter
 
 
 def _score_image(
@@ -364,8 +406,10 @@ def _score_image(
 # Many images
 
 
-def map_images(func: Callable, items: Sequence, workers: int | None) -> Iterable:
-    """``func`` over ``items`` in order; in a process pool when more than one worker helps."""
+def map_images(func: Callable, items: Sequence, workers: int | None, threads: bool = False) -> Iterable:
+    """``func`` over ``items`` in order; in a pool when more than one worker helps: of threads
+    when ``func`` spends its time outside the GIL (no process start-up, nothing pickled),
+    else of processes."""
     if workers is None:
         workers = os.cpu_count() or 1
     if workers < 1:
@@ -373,7 +417,14 @@ def map_images(func: Callable, items: Sequence, workers: int | None) -> Iterable
     workers = min(workers, len(items))
     if workers <= 1:
         return map(func, items)
+    if threads:
+        return _thread_map(func, items, workers)
     return _pool_map(func, items, workers)
+
+
+def _thread_map(func: Callable, items: Sequence, workers: int) -> Iterable:
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(func, items)
 
 
 def _pool_map(func: Callable, items: Sequence, workers: int) -> Iterable:
@@ -393,7 +444,8 @@ def accumulate(per_image: Iterable[dict[int, CategoryStats]]) -> dict[int, Categ
 def pq_stats(pairs: Sequence[ImagePair], categories: dict[int, dict], workers: int | None = None) -> dict[int, CategoryStats]:
     """Per-category statistics over all image pairs."""
     func = functools.partial(image_stats, categories=frozenset(categories))
-    return accumulate(map_images(func, pairs, workers))
+    # The compiled kernel and zlib-ng's inflate release the GIL: threads then do.
+    return accumulate(map_images(func, pairs, workers, threads=panoptic_png.available()))
 
 
 def pq_average(
@@ -444,6 +496,7 @@ class PanopticEvaluation:
 def evaluate(
     gt_json_file: str, gt_folder: str, pred_json_file: str, pred_folder: str, workers: int | None = None
 ) -> PanopticEvaluation:
+    panoptic_png.compile_in_background()  # while the JSON files are read
     gt_json = load_json(gt_json_file, "ground-truth panoptic JSON")
     pred_json = load_json(pred_json_file, "prediction panoptic JSON")
     categories = categories_of(gt_json, gt_json_file)
