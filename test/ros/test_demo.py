@@ -1,9 +1,20 @@
-"""`make demo`, the README's main job (pisr_ros.ros.demo): it ends clean."""
+"""`make demo`, the README's main job (pisr_ros.ros.demo): it runs end to end, live scores what
+offline scores, and its log holds no traceback."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
+
+import pytest
 
 from pisr_ros.ros.demo import GridWatcher
+
+ROOT = Path(__file__).resolve().parents[2]
+# What the Makefile's demo target runs (DEMO_MODEL there).
+MODEL = ROOT / "models" / "pd_light_pisr_residual_synth.pt"
 
 
 def test_grid_watcher_closes_without_a_traceback(monkeypatch):
@@ -15,3 +26,41 @@ def test_grid_watcher_closes_without_a_traceback(monkeypatch):
         watcher.close()
         assert not watcher.thread.is_alive()
     assert [e.exc_type.__name__ for e in escaped] == []
+
+
+@pytest.mark.slow
+def test_demo_on_a_few_small_frames(tmp_path):
+    """The demo's code path as `make demo` runs it (its own DDS domain, the shipped model), on 3
+    frames of 256x512 instead of 20 of 1024x2048."""
+    out = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "pisr_ros.ros.dds_domain", sys.executable, "-m", "pisr_ros.ros.demo",
+                           "--out", str(out), "--frames", "3", "--size", "256x512", "--model", str(MODEL)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "Traceback" not in log and "Exception" not in log, log[-3000:]
+
+    live = json.loads((out / "live" / "metrics.json").read_text())
+    offline = json.loads((out / "offline" / "metrics.json").read_text())
+    for doc in (live, offline):
+        assert (doc["counts"]["sent"], doc["counts"]["received"], doc["counts"]["dropped"]) == (3, 3, 0)
+        assert doc["counts"]["scored"] == 3
+    for group in ("All", "Things", "Stuff"):
+        for key in ("pq", "sq", "rq"):
+            assert live["panoptic"][group][key] == pytest.approx(offline["panoptic"][group][key], abs=1e-12)
+    assert live["semantic"]["averageScoreClasses"] == pytest.approx(offline["semantic"]["averageScoreClasses"], abs=1e-12)
+
+    # The live scores are cityscapesscripts' own on the files the live stage wrote.
+    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+
+    gt = out / "data" / "gtFine"
+    expected = evaluatePanoptic(str(gt / "cityscapes_panoptic_val.json"), str(gt / "cityscapes_panoptic_val"),
+                                str(out / "live" / "predictions" / "panoptic.json"),
+                                str(out / "live" / "predictions" / "panoptic"), str(tmp_path / "reference.json"))
+    for group in ("All", "Things", "Stuff"):
+        assert live["panoptic"][group]["pq"] == pytest.approx(expected[group]["pq"], abs=1e-9), group
+
+    summary = (out / "summary.md").read_text()
+    assert "Live and offline scores are **identical**" in summary
+    assert (out / "grid.png").is_file() and "grid.png" in summary
+    assert len(list((out / "live" / "overlays").glob("overlay_*.png"))) == 3
