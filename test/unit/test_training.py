@@ -114,6 +114,16 @@ def test_train_command_end_to_end(spec_file, data_with_val, tmp_path, capsys):
     assert metrics["iteration"] == 3
     assert {"All", "Things", "Stuff", "per_class", "semantic"} <= set(metrics)
     assert 0 <= metrics["semantic"]["averageScoreClasses"] <= 1
+    # PQ is cityscapesscripts' own on the val predictions the run wrote.
+    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+
+    gt = data_with_val / "gtFine"
+    expected = evaluatePanoptic(str(gt / "cityscapes_panoptic_val.json"), str(gt / "cityscapes_panoptic_val"),
+                                str(out / "val" / "panoptic.json"), str(out / "val" / "panoptic"),
+                                str(tmp_path / "reference.json"))
+    for group in ("All", "Things", "Stuff"):
+        for key in ("pq", "sq", "rq"):
+            assert metrics[group][key] == pytest.approx(expected[group][key], abs=1e-9), (group, key)
     model, spec = load_checkpoint(out / "final.pt")  # weights_only=True inside
     assert spec.name == "tiny" and not model.training
     assert "mIoU" in capsys.readouterr().out
