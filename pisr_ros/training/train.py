@@ -68,6 +68,7 @@ class TrainOptions:
     seed: int = 0
     resume: bool = False
     init_from: str | None = None  # checkpoint to start from (pisr_ros.models.warm_start); ignored on resume
+    freeze: tuple[str, ...] = ()  # parts of the network kept fixed (pisr_ros.models.freeze), e.g. backbone
     workers: int | None = None  # default: default_workers()
     threads: int | None = None  # torch CPU threads; default: this process's share of the cores
     val_every: int = 0  # 0: validate only at the end
@@ -212,7 +213,11 @@ def _load_resume(path: Path, model, optimizer, spec) -> dict:
     if problems:
         raise UsageError(f"--resume: {path} was trained with a different model spec: " + "; ".join(problems[:8]))
     model.load_state_dict(ckpt["state_dict"])
-    optimizer.load_state_dict(ckpt["extra"]["optimizer"])
+    try:
+        optimizer.load_state_dict(ckpt["extra"]["optimizer"])
+    except ValueError as exc:  # other parameters train than when it was written
+        raise UsageError(f"--resume: {path} was trained with another --freeze than now; resume with the "
+                         "same --freeze") from exc
     return ckpt["extra"]
 
 
@@ -336,12 +341,18 @@ def train(opts: TrainOptions) -> dict:
     model = build_model(spec)
     if opts.init_from and not opts.resume:
         _init_from(model, opts.init_from, dist.main)
+    if opts.freeze:  # also on resume: the optimizer holds only the parameters that train
+        from pisr_ros.models.freeze import freeze
+        frozen = freeze(model, opts.freeze)
+        if dist.main:
+            print(f"--freeze {','.join(opts.freeze)}: {frozen:,} parameters fixed")
     model = model.to(dist.device)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)  # before the optimizer: Adam's state follows it
     model.train()
     criterion = PanopticDeepLabLoss(spec.loss)
-    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
+                                 weight_decay=opts.weight_decay)
     start = 0
     if opts.resume:
         extra = _load_resume(out / LAST, model, optimizer, spec)

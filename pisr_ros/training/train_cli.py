@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from a trained checkpoint instead of random weights; a base model "
                              "(PISR off) may start a PISR spec: PISR's final heads begin as copies of its "
                              "heads, so step 0 predicts what the base predicts")
+    parser.add_argument("--freeze", type=_parts, default=(), metavar="PARTS",
+                        help="comma-separated parts of the network that do not train, e.g. backbone,detection "
+                             "(YOLO-Panoptic on imported Darknet weights, as the thesis did)")
     parser.add_argument("--workers", type=int, default=None, metavar="W",
                         help=f"DataLoader worker processes; 0 loads in the training process (default: {default_workers()})")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -71,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
 
 
+def _parts(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not parts:
+        raise argparse.ArgumentTypeError("expected part names, e.g. backbone,detection")
+    return parts
+
+
 def main(args: argparse.Namespace) -> int:
     from pisr_ros.inference.predict_cli import parse_size
     from pisr_ros.training.train import TrainOptions, train
@@ -80,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         config=args.config, data=args.data, out=args.out, iters=args.iters, batch_size=args.batch_size,
         crop_size=parse_size(args.crop, "--crop") if args.crop else None, lr=args.lr, warmup=args.warmup,
-        weight_decay=args.weight_decay, seed=args.seed, resume=args.resume, init_from=args.init_from, workers=args.workers,
+        weight_decay=args.weight_decay, seed=args.seed, resume=args.resume, init_from=args.init_from, freeze=args.freeze, workers=args.workers,
         threads=args.threads, val_every=args.val_every, stop_at=args.stop_at, save_every=args.save_every, log=args.log,
         device=args.device, amp=args.amp, channels_last=args.channels_last,
     )
