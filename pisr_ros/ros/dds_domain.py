@@ -32,12 +32,19 @@ class NoFreeDomain(RuntimeError):
 def claim(lock_dir: Path = LOCK_DIR, domains=DOMAINS, rng: random.Random | None = None) -> tuple[int, int]:
     """A free domain id and the descriptor of its locked file; the domain is held while that
     descriptor is open (in this process or one it was handed to)."""
-    lock_dir.mkdir(mode=0o1777, parents=True, exist_ok=True)
+    if not lock_dir.is_dir():
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        # Domains are the machine's, not one user's: every user's runs take their locks here.
+        try:
+            os.chmod(lock_dir, 0o1777)
+        except OSError:
+            pass
     order = list(domains)
     # A random start, so that runs which do not lock (a fixed ROS_DOMAIN_ID) are rarely met.
     start = (rng or random.Random()).randrange(len(order))
     for domain in order[start:] + order[:start]:
-        fd = os.open(lock_dir / f"domain-{domain}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        # Read-only is enough for flock, and opens a lock file another user created.
+        fd = os.open(lock_dir / f"domain-{domain}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
