@@ -1,14 +1,23 @@
-"""Benchmark: our panoptic evaluator against cityscapesscripts' ``evaluatePanoptic``.
+"""``pisr-ros bench-evaluator``: our panoptic evaluator, cityscapesscripts' and hotcoco's, whole
+process each, side by side on the same generated files.
 
-    python -m pisr_ros.evaluation.bench_evaluator --num 100 --size 1024x2048 --repeats 3
+    pisr-ros bench-evaluator --num 100 --size 1024x2048 --pairs 5 --json-out out/bench_evaluator.json
 
 Ground truth comes from ``pisr-ros synth`` (the Cityscapes layout, panoptic files written by
 cityscapesscripts' converter); if that command is missing or fails, a simple built-in scene
 generator writes the panoptic files instead, and the report says so. Predictions are derived from
 the ground truth of the same images (segments dropped, merged, relabelled, moved and split,
-boundaries eroded, spurious blobs added) so that there is a realistic mix of TP, FP and FN. Both
-evaluators run on the same files with the same number of processes (the reference always uses
-``multiprocessing.cpu_count()``); runs alternate and the median of each is reported.
+boundaries eroded, spurious blobs added) so that there is a realistic mix of TP, FP and FN.
+
+Each evaluator runs as its own process, start-up and imports included, as a user would run it:
+``pisr-ros evaluate``; cityscapesscripts' ``evaluatePanoptic`` (which always uses
+``multiprocessing.cpu_count()`` processes); hotcoco's ``pq_compute`` (a Rust evaluator, if it is
+installed; its JSON reader wants integer ``image_id``s, so it gets a copy of the two JSON files
+with the ids numbered, made before the timing). One warm-up round, then ``--pairs`` rounds in
+which every evaluator runs once, in an order that rotates from round to round; reported are the
+median wall time, the median CPU time (user + system, the process and its children) and, for
+each pair of evaluators, the median of the per-round ratios. The results of all three are
+compared number by number.
 """
 from __future__ import annotations
 
@@ -25,16 +34,19 @@ import sys
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import panoptic_quality as pq
 from pisr_ros.panoptic import LABEL_DIVISOR, encode, to_cityscapes_panoptic
 from pisr_ros.taxonomy import STUFF_TRAIN_IDS, THING_TRAIN_IDS, by_name
 
 SPLIT = "val"
+TOOLS = ("ours", "cityscapesscripts", "hotcoco")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,71 +219,184 @@ def write_predictions(gt_json: Path, gt_folder: Path, out: Path, seed: int, work
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing
+# The evaluators, each a command line
 
 
-def time_ours(paths: tuple[str, str, str, str], workers: int) -> tuple[float, dict]:
+@dataclass(frozen=True)
+class Inputs:
+    gt_json: str
+    gt_folder: str
+    pred_json: str
+    pred_folder: str
+
+
+_REFERENCE = (
+    "import sys\n"
+    "from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic\n"
+    "evaluatePanoptic(*sys.argv[1:6])\n"
+)
+_HOTCOCO = (
+    "import json, sys\n"
+    "from hotcoco.panoptic import pq_compute\n"
+    "r = pq_compute(*sys.argv[1:5])\n"
+    "json.dump({k: r[k] for k in ('All', 'Things', 'Stuff', 'per_class')}, open(sys.argv[5], 'w'))\n"
+)
+
+
+DESCRIPTIONS = {
+    "ours": "pisr-ros evaluate --gt-json GT --pred-json PRED --workers N --json-out FILE",
+    "cityscapesscripts": "python -c: evaluatePanoptic(GT, GT_FOLDER, PRED, PRED_FOLDER, FILE) "
+                         "(cityscapesscripts.evaluation.evalPanopticSemanticLabeling)",
+    "hotcoco": "python -c: hotcoco.panoptic.pq_compute(GT, PRED, GT_FOLDER, PRED_FOLDER), on copies "
+               "of the JSON files with integer image ids",
+}
+
+
+def hotcoco_installed() -> bool:
+    try:
+        import hotcoco.panoptic  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def hotcoco_inputs(inputs: Inputs, root: Path) -> Inputs:
+    """Copies of the two JSON files with ``image_id`` numbered 0, 1, ... (the gt's order)."""
+    with open(inputs.gt_json) as f:
+        gt = json.load(f)
+    with open(inputs.pred_json) as f:
+        pred = json.load(f)
+    number = {ann["image_id"]: i for i, ann in enumerate(gt["annotations"])}
+    for image in gt.get("images", []):
+        image["id"] = number[image["id"]]
+    for ann in gt["annotations"] + pred["annotations"]:
+        ann["image_id"] = number[ann["image_id"]]
+    gt_json, pred_json = root / "hotcoco_gt.json", root / "hotcoco_pred.json"
+    gt_json.write_text(json.dumps(gt))
+    pred_json.write_text(json.dumps({"annotations": pred["annotations"]}))
+    return Inputs(str(gt_json), inputs.gt_folder, str(pred_json), inputs.pred_folder)
+
+
+def commands(inputs: Inputs, hotcoco: Inputs | None, workers: int, out: Path) -> dict[str, tuple[list[str], Path]]:
+    """Each evaluator's command line and the results file it writes."""
+    py = sys.executable
+    i = inputs
+    cmds = {
+        "ours": ([py, "-m", "pisr_ros.cli", "evaluate", "--gt-json", i.gt_json, "--gt-folder", i.gt_folder,
+                  "--pred-json", i.pred_json, "--pred-folder", i.pred_folder, "--workers", str(workers),
+                  "--json-out", str(out / "ours.json")], out / "ours.json"),
+        "cityscapesscripts": ([py, "-c", _REFERENCE, i.gt_json, i.gt_folder, i.pred_json, i.pred_folder,
+                               str(out / "cityscapesscripts.json")], out / "cityscapesscripts.json"),
+    }
+    if hotcoco is not None:
+        h = hotcoco
+        cmds["hotcoco"] = ([py, "-c", _HOTCOCO, h.gt_json, h.pred_json, h.gt_folder, h.pred_folder,
+                            str(out / "hotcoco.json")], out / "hotcoco.json")
+    return cmds
+
+
+def run_timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system of the process and the children it waited for)."""
     t = time.perf_counter()
-    results = pq.evaluate(*paths, workers=workers).results
-    return time.perf_counter() - t, results
-
-
-def time_reference(paths: tuple[str, str, str, str], results_file: str) -> tuple[float, dict]:
-    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
-
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        t = time.perf_counter()
-        results = evaluatePanoptic(*paths, results_file)
-        return time.perf_counter() - t, results
-
-
-def cpu_per_image(paths: tuple[str, str, str, str]) -> tuple[float, float]:
-    """CPU seconds per image of each evaluator's per-image work, in this one process.
-
-    Wall-clock runs on a shared machine swing with other load; CPU time of the same work done
-    serially barely does, so it is the steadier comparison.
-    """
-    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import pq_compute_single_core
-
-    gt_json_file, gt_folder, pred_json_file, pred_folder = paths
-    gt_json = pq.load_json(gt_json_file, "gt")
-    pred_json = pq.load_json(pred_json_file, "pred")
-    categories = pq.categories_of(gt_json, gt_json_file)
-    pairs = pq.pair_images(gt_json, gt_json_file, gt_folder, pred_json, pred_json_file, pred_folder)
-    t = time.process_time()
-    for pair in pairs:
-        pq.image_stats(pair, frozenset(categories))
-    ours = (time.process_time() - t) / len(pairs)
-    preds = {a["image_id"]: a for a in pred_json["annotations"]}
-    matched = [(a, preds[a["image_id"]]) for a in gt_json["annotations"]]
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        t = time.process_time()
-        pq_compute_single_core(0, matched, gt_folder, pred_folder, categories)
-        ref = (time.process_time() - t) / len(matched)
-    return ours, ref
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode != 0:
+        tail = err.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{cmd[:4]} failed (exit {proc.returncode}): {tail[0]}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def max_abs_diff(a: dict, b: dict) -> float:
-    diffs = [abs(a[g][k] - b[g][k]) for g, _ in pq.GROUPS for k in ("pq", "sq", "rq")]
-    diffs += [abs(a["per_class"][c][k] - b["per_class"][c][k]) for c in b["per_class"] for k in ("pq", "sq", "rq")]
+    """Largest difference of any PQ/SQ/RQ (groups and classes) of ``a`` from the reference's
+    ``b``; inf if the counts n differ. A class without TP, FP or FN is left out where ``a``
+    says so with counts (hotcoco writes -1 for it, the reference 0)."""
     if any(a[g]["n"] != b[g]["n"] for g, _ in pq.GROUPS):
         return float("inf")
+    diffs = [abs(a[g][k] - b[g][k]) for g, _ in pq.GROUPS for k in ("pq", "sq", "rq")]
+    for c, ref in b["per_class"].items():
+        row = a["per_class"][c]
+        if "tp" in row and row["tp"] + row["fp"] + row["fn"] == 0:
+            continue
+        diffs += [abs(row[k] - ref[k]) for k in ("pq", "sq", "rq")]
     return max(diffs)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pisr_ros.evaluation.bench_evaluator", description=__doc__.split("\n\n")[0])
+def _load_results(path: Path) -> dict:
+    with open(path) as f:
+        results = json.load(f)
+    results["per_class"] = {str(k): v for k, v in results["per_class"].items()}
+    return results
+
+
+def time_tools(cmds: dict, pairs: int, log=print) -> tuple[dict[str, list[tuple[float, float]]], dict[str, float]]:
+    """One warm-up round, then ``pairs`` rounds in rotating order; the timings of the counted
+    rounds per tool, and each tool's largest difference from cityscapesscripts."""
+    names = list(cmds)
+    runs: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    diff = {n: 0.0 for n in names}
+    for r in range(pairs + 1):  # round 0 warms the page cache and is not counted
+        shift = r % len(names)
+        order = names[shift:] + names[:shift]
+        line = []
+        for name in order:
+            wall, cpu = run_timed(cmds[name][0])
+            if r:
+                runs[name].append((wall, cpu))
+            line.append(f"{name} {wall:.2f} s (CPU {cpu:.2f} s)")
+        reference = _load_results(cmds["cityscapesscripts"][1])
+        for name in names:
+            diff[name] = max(diff[name], max_abs_diff(_load_results(cmds[name][1]), reference))
+        log(f"round {r}{' (warm-up)' if r == 0 else ''}: " + ", ".join(line))
+    return runs, diff
+
+
+def summarize(runs: dict[str, list[tuple[float, float]]]) -> dict:
+    names = list(runs)
+    out: dict = {"median_wall_s": {}, "median_cpu_s": {}, "ratios": {}}
+    for n in names:
+        out["median_wall_s"][n] = statistics.median(w for w, _ in runs[n])
+        out["median_cpu_s"][n] = statistics.median(c for _, c in runs[n])
+    for slow in names:
+        for fast in names:
+            if slow != fast:
+                per_round = [s[0] / f[0] for s, f in zip(runs[slow], runs[fast])]
+                out["ratios"][f"{slow}/{fast}"] = {"median_of_rounds": statistics.median(per_round),
+                                                   "per_round": per_round}
+    return out
+
+
+def format_table(summary: dict, diff: dict[str, float]) -> str:
+    names = list(summary["median_wall_s"])
+    lines = [f"{'evaluator':18s} {'wall (median)':>14s} {'CPU (median)':>13s} {'ours faster by':>15s} {'max |diff| vs cityscapesscripts':>32s}"]
+    for n in names:
+        ratio = "" if n == "ours" else f"{summary['ratios'][f'{n}/ours']['median_of_rounds']:.2f}x"
+        lines.append(f"{n:18s} {summary['median_wall_s'][n]:12.2f} s {summary['median_cpu_s'][n]:11.2f} s "
+                     f"{ratio:>15s} {diff[n]:32.1e}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = __doc__.split("\n\n")[0].replace("``", "")
     p.add_argument("--num", type=int, default=100, help="images (default 100)")
     p.add_argument("--size", default="1024x2048", help="HxW (default 1024x2048)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs of each evaluator after one warm-up (median reported)")
-    p.add_argument("--data", help="reuse this folder (made by an earlier run with --keep) instead of generating")
-    p.add_argument("--keep", action="store_true", help="keep the generated data (path printed)")
+    p.add_argument("--pairs", type=int, default=5,
+                   help="timed rounds after one warm-up; each runs every evaluator once (default 5)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers for ours (default: the number of CPUs, which the reference always uses)")
+    p.add_argument("--data", help="keep the generated data in this folder, and reuse it if it is there")
     p.add_argument("--json-out", default="out/bench_evaluator.json", help="where to write the report")
-    return p.parse_args(argv)
 
 
-def prepare(args: argparse.Namespace, root: Path, size: tuple[int, int], workers: int) -> tuple[tuple, str]:
+def prepare(args: argparse.Namespace, root: Path, size: tuple[int, int], workers: int) -> tuple[Inputs, str]:
     gt_json = root / "gtFine" / f"cityscapes_panoptic_{SPLIT}.json"
     source_file = root / "source.txt"
     if not gt_json.is_file():
@@ -286,67 +411,82 @@ def prepare(args: argparse.Namespace, root: Path, size: tuple[int, int], workers
     if not pred_json.is_file():
         pred_json = write_predictions(gt_json, gt_folder, root / "pred" / "panoptic", args.seed, workers)
     source = source_file.read_text() if source_file.is_file() else "unknown"
-    return (str(gt_json), str(gt_folder), str(pred_json), str(pred_json.with_suffix(""))), source
+    return Inputs(str(gt_json), str(gt_folder), str(pred_json), str(pred_json.with_suffix(""))), source
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.repeats < 1:
-        raise SystemExit("--repeats must be at least 1")
-    size = tuple(int(v) for v in args.size.lower().split("x"))
-    workers = multiprocessing.cpu_count()  # what the reference always uses
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size must be HxW, e.g. 1024x2048; got {text!r}") from None
+    if h < 1 or w < 1:
+        raise UsageError(f"--size must be positive; got {text!r}")
+    return h, w
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.pairs < 1 or args.num < 1:
+        raise UsageError("--pairs and --num must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    size = _size(args.size)
+    cpus = multiprocessing.cpu_count()  # what the reference always uses
+    workers = args.workers or cpus
     root = Path(args.data or tempfile.mkdtemp(prefix="bench_evaluator_"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         t = time.perf_counter()
-        paths, source = prepare(args, root, size, workers)
-        print(f"data ready in {time.perf_counter() - t:.0f} s: {root} (ground truth: {source})")
-        ours_t, ref_t, diff = [], [], 0.0
+        inputs, source = prepare(args, root, size, cpus)
+        print(f"data ready in {time.perf_counter() - t:.0f} s (ground truth: {source})")
+        hotcoco = hotcoco_inputs(inputs, root) if hotcoco_installed() else None
+        if hotcoco is None:
+            print("hotcoco is not installed (pip install hotcoco): timing ours and cityscapesscripts only")
+        out = root / "results"
+        out.mkdir(exist_ok=True)
+        cmds = commands(inputs, hotcoco, workers, out)
         load_before = os.getloadavg()
-        for r in range(args.repeats + 1):  # run 0 warms the page cache and is not counted
-            # Alternate which evaluator goes first, so neither always meets a warmer machine.
-            if r % 2:
-                t_ref, theirs = time_reference(paths, str(root / "ref_results.json"))
-                t_ours, ours = time_ours(paths, workers)
-            else:
-                t_ours, ours = time_ours(paths, workers)
-                t_ref, theirs = time_reference(paths, str(root / "ref_results.json"))
-            diff = max(diff, max_abs_diff(ours, theirs))
-            if r:
-                ours_t.append(t_ours)
-                ref_t.append(t_ref)
-            print(f"run {r}{' (warm-up)' if r == 0 else ''}: ours {t_ours:.2f} s, reference {t_ref:.2f} s")
-        cpu_ours, cpu_ref = cpu_per_image(paths)
-        print(f"CPU per image, one process: ours {1000 * cpu_ours:.1f} ms, reference {1000 * cpu_ref:.1f} ms "
-              f"({cpu_ref / cpu_ours:.2f}x)")
-        pair_ratios = [r / o for r, o in zip(ref_t, ours_t)]
+        runs, diff = time_tools(cmds, args.pairs)
+        summary = summarize(runs)
+        print(format_table(summary, diff))
+        ours = _load_results(cmds["ours"][1])
         report = {
-            "command": "python -m pisr_ros.evaluation.bench_evaluator " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "images": args.num, "size": list(size), "processes": workers, "ground_truth": source,
-            "ours_s": ours_t, "reference_s": ref_t,
-            "ours_median_s": statistics.median(ours_t), "reference_median_s": statistics.median(ref_t),
-            "speedup": statistics.median(ref_t) / statistics.median(ours_t),
-            "speedup_per_run": pair_ratios,
-            "cpu_ms_per_image": {"ours": 1000 * cpu_ours, "reference": 1000 * cpu_ref,
-                                 "ratio": cpu_ref / cpu_ours},
-            "max_abs_diff": diff, "result_all": ours["All"],
+            "command": "pisr-ros bench-evaluator " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench-evaluator"] else sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "images": args.num, "size": list(size), "ground_truth": source, "workers_ours": workers,
+            "evaluators": {n: DESCRIPTIONS[n] for n in cmds},
+            "runs": {n: [{"wall_s": w, "cpu_s": c} for w, c in r] for n, r in runs.items()},
+            **summary,
+            "max_abs_diff_vs_cityscapesscripts": diff,
+            "result_all": ours["All"],
             "load_average_before_after": [load_before, os.getloadavg()],
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                        "numpy": np.__version__, "opencv": cv2.__version__},
+            "machine": _machine(cpus),
         }
-        print(f"median: ours {report['ours_median_s']:.2f} s, reference {report['reference_median_s']:.2f} s, "
-              f"speedup {report['speedup']:.2f}x; max |difference| {diff:.2e}; All {ours['All']}")
         os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
         with open(args.json_out, "w") as f:
             json.dump(report, f, indent=2)
         print(f"report written to {args.json_out}")
     finally:
-        if args.data is None and not args.keep:
+        if args.data is None:
             shutil.rmtree(root, ignore_errors=True)
-        elif args.data is None:
-            print(f"data kept in {root}")
     return 0
 
 
+def _machine(cpus: int) -> dict:
+    versions = {}
+    for name in ("numpy", "cv2", "llvmlite", "zlib_ng", "hotcoco", "cityscapesscripts"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            versions[name] = None
+    return {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(), **versions}
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(prog="python -m pisr_ros.evaluation.bench_evaluator")
+    add_arguments(parser)
+    try:
+        sys.exit(main(parser.parse_args()))
+    except UsageError as exc:
+        print(f"bench-evaluator: error: {exc}", file=sys.stderr)
+        sys.exit(2)

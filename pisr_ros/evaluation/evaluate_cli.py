@@ -6,7 +6,7 @@ import os
 
 from pisr_ros.allocator import keep_freed_memory
 from pisr_ros.errors import UsageError
-from pisr_ros.evaluation import panoptic_quality, semantic
+from pisr_ros.evaluation import panoptic_quality
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +81,8 @@ def main(args: argparse.Namespace) -> int:
         print(panoptic_quality.format_table(ev))
         out.update(ev.results)
     if sem_paths is not None:
+        from pisr_ros.evaluation import semantic  # OpenCV and its start-up only when needed
+
         sem = semantic.evaluate_semantic(*sem_paths, workers=args.workers)
         if pan_paths is not None:
             print()

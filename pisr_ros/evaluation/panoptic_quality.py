@@ -31,12 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import panoptic_png
-from pisr_ros.workers import process_pool
 
 #: PNG id of void in the COCO/Cityscapes panoptic format.
 VOID = 0
@@ -111,6 +109,8 @@ def read_panoptic_png(path: str, scratch: Scratch | None = None, slot: str = "pn
     With ``scratch``, the result lives in its buffer ``slot`` and is overwritten by the next read
     into the same slot.
     """
+    import cv2  # here: the compiled path does not need it, and importing it costs start-up time
+
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         if not os.path.isfile(path):
@@ -428,6 +428,8 @@ def _thread_map(func: Callable, items: Sequence, workers: int) -> Iterable:
 
 
 def _pool_map(func: Callable, items: Sequence, workers: int) -> Iterable:
+    from pisr_ros.workers import process_pool  # imports OpenCV, which the threads do not need
+
     with process_pool(workers) as pool:
         yield from pool.imap(func, items, chunksize=max(1, len(items) // (8 * workers)))
 

@@ -161,3 +161,27 @@ def test_compiled_and_numpy_paths_give_the_same_matrix(tmp_path):
     compiled = pq._pair_matrix_compiled(pair, gt_keys, pred_keys)
     assert compiled is not None
     assert np.array_equal(compiled, pq._pair_matrix_numpy(pair, gt_keys, pred_keys))
+
+
+def test_kernel_cache_is_written_once_and_gives_the_same_kernel(tmp_path):
+    from pisr_ros.evaluation import pair_kernel
+
+    rng = np.random.default_rng(11)
+    ids = label_image(rng, 24, 40, 7)
+    path = tmp_path / "k.png"
+    write_filtered_png(path, to_rgb(ids, False, rng), list(rng.integers(0, 5, 24)))
+    px = panoptic_png.read_pixels(str(path))
+    keys = np.unique(ids)
+    lut = panoptic_png.lookup_table(keys)
+    cache = tmp_path / "cache"
+    results = []
+    for _ in range(2):  # compiled and stored; then loaded from the cache
+        kernel, engine = pair_kernel.compile_kernel(str(cache))
+        hist = np.zeros((len(keys) + 1) ** 2, np.int64)
+        rows = [np.zeros((2, 40), np.int32) for _ in range(2)]
+        assert kernel(px.data, 3, px.data, 3, 24, 40, lut.ctypes.data, len(lut) - 1, lut.ctypes.data,
+                      len(lut) - 1, len(keys) + 1, hist.ctypes.data, rows[0].ctypes.data, rows[1].ctypes.data)
+        results.append(hist)
+        assert len(list(cache.iterdir())) == 1
+    assert np.array_equal(results[0], results[1])
+    assert np.array_equal(results[0].reshape(len(keys) + 1, -1), reference_histogram(ids, ids, keys, keys))
