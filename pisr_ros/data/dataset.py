@@ -28,17 +28,10 @@ from pisr_ros.data import cityscapes_layout as layout
 from pisr_ros.data.augment import Augment, Sample, augment, resize_sample
 from pisr_ros.data.targets import INSTANCE_DIVISOR, TargetConfig, collate_targets, make_targets
 from pisr_ros.errors import UsageError
+from pisr_ros.image_files import read_rgb  # noqa: F401  (also imported from here)
 
 #: Height of a full Cityscapes frame: ``make_targets``' ``scale`` is relative to it.
 FULL_HEIGHT = 1024
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB of an image file; UsageError when it cannot be read."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise UsageError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _read_label(path: Path, what: str) -> np.ndarray:
@@ -63,7 +56,8 @@ def read_sample(paths: layout.ImagePaths) -> Sample:
 
 
 class CityscapesPanoptic(Dataset):
-    """Samples of one split. ``crop_size`` defaults to ``input_size``; ``train=False`` ignores it.
+    """Samples of one split. ``crop_size`` defaults to ``input_size``; ``train=False`` ignores it,
+    and ``thing_crop_prob`` (the share of crops placed on a thing instance, ``Augment``).
 
     Items are dicts of numpy arrays: ``image`` (3,h,w) uint8 RGB, the ``make_targets`` keys at
     the same size, and ``index``; ``collate`` stacks them into tensors.
@@ -80,13 +74,14 @@ class CityscapesPanoptic(Dataset):
         flip: bool = True,
         target_cfg: TargetConfig = TargetConfig(),
         seed: int = 0,
+        thing_crop_prob: float = 0.0,
     ):
         self.root = Path(root)
         self.split = split
         self.input_size = tuple(int(v) for v in input_size)
         self.train = train
         self.aug = Augment(self.input_size, tuple(int(v) for v in (crop_size or input_size)),
-                           tuple(scale_range), flip)
+                           tuple(scale_range), flip, float(thing_crop_prob))
         self.target_cfg = target_cfg
         self.seed = seed
         self.image_ids = layout.list_split(self.root, split)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from pisr_ros.data.augment import Augment, Sample, augment, random_crop, resize_sample
+from pisr_ros.data.augment import Augment, Sample, augment, random_crop, resize_sample, scaled_crop
 
 
 def _sample(h=40, w=80):
@@ -35,3 +35,44 @@ def test_augment_returns_its_scale_and_crop_pads_with_void():
     assert (out.label_ids == 0).sum() == 64 * 128 - 20 * 40
     c = random_crop(s, (10, 10), np.random.default_rng(2))
     assert c.image.shape == (10, 10, 3) and _aligned(c)
+
+
+def test_scaled_crop_equals_resize_then_crop():
+    """The fused scale+crop computes only the crop, and gives the labels of resizing the whole
+    image then cropping, exactly; the image within cv2's fixed-point rounding."""
+    s = _sample(48, 96)
+    for scaled, origin, crop in [((96, 192), (10, 37), (40, 64)), ((24, 48), (3, 5), (16, 32)),
+                                 ((61, 123), (0, 0), (61, 123)), ((70, 150), (20, 40), (30, 50))]:
+        ref = resize_sample(s, scaled)
+        (y, x), (ch, cw) = origin, crop
+        got = scaled_crop(s, scaled, origin, crop)
+        assert np.array_equal(got.label_ids, ref.label_ids[y:y + ch, x:x + cw])
+        assert np.array_equal(got.instance_ids, ref.instance_ids[y:y + ch, x:x + cw])
+        diff = np.abs(got.image.astype(int) - ref.image[y:y + ch, x:x + cw].astype(int))
+        assert diff.max() <= 2, (scaled, origin, diff.max())
+
+
+def test_scaled_crop_pads_past_the_edge_with_void():
+    s = _sample(20, 40)
+    got = scaled_crop(s, (20, 40), (4, 8), (32, 48))
+    assert np.array_equal(got.label_ids[:16, :32], s.label_ids[4:, 8:])
+    assert (got.label_ids[16:] == 0).all() and (got.label_ids[:, 32:] == 0).all()
+    assert (got.image[16:] == 0).all() and (got.image[:, 32:] == 0).all()
+    assert _aligned(got)
+
+
+def test_thing_crops_land_on_instances():
+    """A single small person in a large void image: uniform crops rarely see it, thing crops always."""
+    h, w = 200, 400
+    label = np.full((h, w), 7, np.uint8)  # road
+    inst = label.astype(np.int32)
+    label[150:160, 350:356] = 24
+    inst[150:160, 350:356] = 24001
+    s = Sample(np.zeros((h, w, 3), np.uint8), label, inst)
+
+    def hits(prob):
+        aug = Augment(base_size=(h, w), crop_size=(40, 60), scale_range=(1.0, 1.0), thing_crop_prob=prob)
+        return sum((augment(s, aug, np.random.default_rng(i))[0].instance_ids == 24001).any() for i in range(60))
+
+    assert hits(1.0) == 60
+    assert hits(0.0) < 20
