@@ -42,6 +42,34 @@ def _gaussian_window(sigma: float):
     return g, radius
 
 
+def _instance_moments(inst: np.ndarray, is_instance: np.ndarray):
+    """Pixels (ys, xs) of the instances, each one's dense instance number, and per instance its
+    area and mean row and column. Bincounts, O(pixels + max id): ids are below 34000, so a
+    lookup table renumbers them densely without sorting."""
+    ys, xs = np.nonzero(is_instance)
+    if not ys.size:
+        empty = np.zeros(0)
+        return ys, xs, ys, empty, empty, empty
+    ids = inst[ys, xs]
+    present = np.bincount(ids) > 0
+    dense = (np.cumsum(present) - 1)[ids]
+    area = np.bincount(dense)
+    return ys, xs, dense, area, np.bincount(dense, weights=ys) / area, np.bincount(dense, weights=xs) / area
+
+
+def instance_centers(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The thing instances of a Cityscapes instanceIds map, in id order: their centers (K, 2)
+    (row, column; the mask means the center targets are drawn at), trainIds (K,) and areas (K,)."""
+    inst = np.asarray(instance_ids).astype(np.int64, copy=False)
+    semantic = LABEL_TO_TRAIN[np.where(inst >= INSTANCE_DIVISOR, inst // INSTANCE_DIVISOR, inst).astype(np.uint8)]
+    void = semantic == VOID_TRAIN_ID
+    is_instance = (inst >= INSTANCE_DIVISOR) & ~void & IS_THING[np.where(void, 0, semantic)]
+    ys, xs, dense, area, cy, cx = _instance_moments(inst, is_instance)
+    classes = np.zeros(len(area), np.int64)
+    classes[dense] = semantic[ys, xs]
+    return np.stack([cy, cx], axis=1).reshape(-1, 2), classes, np.asarray(area)
+
+
 def make_targets(instance_ids: np.ndarray, label_ids: np.ndarray | None = None,
                  cfg: TargetConfig = TargetConfig(), scale: float = 1.0) -> dict[str, np.ndarray]:
     """Targets (see the module docstring) for one image.
@@ -76,16 +104,8 @@ def make_targets(instance_ids: np.ndarray, label_ids: np.ndarray | None = None,
     center = np.zeros((h, w), np.float32)
     offset = np.zeros((2, h, w), np.float32)
     semantic_weights = np.ones((h, w), np.float32)
-    ys, xs = np.nonzero(is_instance)
+    ys, xs, dense, area, cy, cx = _instance_moments(inst, is_instance)
     if ys.size:
-        ids = inst[ys, xs]
-        # Per-instance pixel counts and coordinate sums by bincount, O(pixels + max id): ids
-        # are below 34000, so a lookup table renumbers them densely without sorting.
-        present = np.bincount(ids) > 0
-        dense = (np.cumsum(present) - 1)[ids]
-        area = np.bincount(dense)
-        cy = np.bincount(dense, weights=ys) / area
-        cx = np.bincount(dense, weights=xs) / area
         offset[0, ys, xs] = (cy[dense] - ys).astype(np.float32)
         offset[1, ys, xs] = (cx[dense] - xs).astype(np.float32)
         small = area < cfg.small_instance_area * scale * scale

@@ -66,6 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the learning-rate schedule still runs to --iters")
     parser.add_argument("--save-every", type=int, default=d.save_every, metavar="N",
                         help=f"write last.pt every N iterations (default: {d.save_every})")
+    parser.add_argument("--val-data", default=None, metavar="ROOT",
+                        help="root whose val split is validated on (default: --data); keep the held-out "
+                             "test set out of it, validation results steer tuning")
+    parser.add_argument("--save-minutes", type=float, default=d.save_minutes, metavar="M",
+                        help="also write last.pt when M minutes have passed since the last one "
+                             "(default: 0, off); long CPU runs lose at most M minutes to a stop")
+    parser.add_argument("--thing-crops", type=float, default=d.thing_crops, metavar="P",
+                        help="share of crops placed on a thing instance, one drawn uniformly among the "
+                             f"image's instances (like class-balanced crops; default: {d.thing_crops:g})")
+    parser.add_argument("--signal-frames", type=int, default=d.signal_frames, metavar="N",
+                        help="val frames the instance signals are measured on at each validation "
+                             f"(heat at ground-truth centers, peaks per frame; default: {d.signal_frames})")
     parser.add_argument("--log", choices=["csv", "tensorboard"], default=d.log,
                         help="csv (always written) or csv + tensorboard (needs the tensorboard package)")
     parser.add_argument("--device", default=d.device, help="auto (cuda if available), cpu, cuda, cuda:N (default: auto)")
@@ -82,7 +94,7 @@ def _parts(text: str) -> tuple[str, ...]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pisr_ros.inference.predict_cli import parse_size
+    from pisr_ros.arguments import parse_size
     from pisr_ros.training.train import TrainOptions, train
 
     if args.threads is not None and args.threads < 1:
@@ -91,7 +103,8 @@ def main(args: argparse.Namespace) -> int:
         config=args.config, data=args.data, out=args.out, iters=args.iters, batch_size=args.batch_size,
         crop_size=parse_size(args.crop, "--crop") if args.crop else None, lr=args.lr, warmup=args.warmup,
         weight_decay=args.weight_decay, seed=args.seed, resume=args.resume, init_from=args.init_from, freeze=args.freeze, workers=args.workers,
-        threads=args.threads, val_every=args.val_every, stop_at=args.stop_at, save_every=args.save_every, log=args.log,
+        threads=args.threads, val_every=args.val_every, stop_at=args.stop_at, save_every=args.save_every,
+        save_minutes=args.save_minutes, val_data=args.val_data, thing_crops=args.thing_crops, signal_frames=args.signal_frames, log=args.log,
         device=args.device, amp=args.amp, channels_last=args.channels_last,
     )
     check_data(opts)

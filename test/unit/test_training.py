@@ -149,3 +149,68 @@ def test_two_processes_under_torchrun(spec_file, data, tmp_path):
         assert len(list(csv.DictReader(f))) == 2
     assert (out / "final.pt").is_file()
     assert proc.stdout.count("training tiny") == 1  # only rank 0 speaks
+
+
+class _CentersAt(torch.nn.Module):
+    """A "model" whose center head is 1 exactly at the cells of the ground-truth centers of the
+    frames it is shown, in order, and 0 elsewhere (plus ``extra`` spurious peaks per frame)."""
+
+    def __init__(self, heats):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.heats = list(heats)
+
+    def forward(self, x):
+        return {"center": self.heats.pop(0)[None, None] + 0 * self.w}
+
+
+def test_instance_signals_of_a_perfect_and_a_noisy_center_head(data_with_val):
+    from pisr_ros.data import cityscapes_layout as layout
+    from pisr_ros.data.augment import resize_sample
+    from pisr_ros.data.dataset import read_sample
+    from pisr_ros.data.targets import instance_centers
+    from pisr_ros.training.instance_signals import instance_signals
+
+    ids = layout.list_split(data_with_val, "val")
+
+    class Spec:
+        input_size, pixel_mean, pixel_std = SIZE, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+    def heats(extra: bool):
+        out, n = [], 0
+        for image_id in ids:
+            s = resize_sample(read_sample(layout.image_paths(data_with_val, "val", image_id)), SIZE)
+            centers, _, _ = instance_centers(s.instance_ids)
+            heat = torch.zeros(SIZE[0] // 4, SIZE[1] // 4)
+            for y, x in (centers // 4).astype(int):
+                heat[y, x] = 1.0
+            if extra:  # a peak in a corner cell far from any center, when there is one
+                heat[0, 0] = max(heat[0, 0].item(), 0.5)
+            out.append(heat)
+            n += len(centers)
+        return out, n
+
+    perfect, n = heats(False)
+    assert n > 0
+    got = instance_signals(_CentersAt(perfect), Spec, data_with_val, "val", frames=len(ids))
+    assert got["heat_at_centers"] == 1.0 and got["centers_found"] == 1.0 and got["peak_precision"] <= 1.0
+    assert got["instances_per_frame"] == n / len(ids)
+    # Adjacent centers can share a 3x3 NMS window, so peaks can be fewer than instances, never more.
+    assert got["peaks_per_frame"] <= got["instances_per_frame"]
+    noisy, _ = heats(True)
+    got2 = instance_signals(_CentersAt(noisy), Spec, data_with_val, "val", frames=len(ids))
+    assert got2["peaks_per_frame"] >= got["peaks_per_frame"]
+    assert got2["heat_elsewhere"] >= got["heat_elsewhere"]
+
+
+def test_validation_logs_the_instance_signals_and_uses_val_data(spec_file, data, data_with_val, tmp_path):
+    out = tmp_path / "run"
+    train(_opts(spec_file, data, out, iters=4, val_every=2, val_data=str(data_with_val), thing_crops=1.0,
+                save_minutes=1e-6))
+    with open(out / "val_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["iteration"] for r in rows] == ["2", "4"]  # every val_every, and at the end
+    for key in ("pq_things", "heat_at_centers", "peaks_per_frame", "instances_per_frame", "centers_found"):
+        assert all(r[key] != "" for r in rows), key
+    assert float(rows[0]["instances_per_frame"]) > 0  # the val split of --val-data, not --data (no val)
+    assert torch.load(out / "last.pt", weights_only=True)["extra"]["iteration"] == 4
