@@ -1,0 +1,1 @@
+"""Tools run as scripts (``python -m pisr_ros.tools.X``), apart from the library rooms."""
