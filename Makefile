@@ -13,13 +13,14 @@ TORCH := torch==2.13.0
 DDS_RUN := python -m pisr_ros.ros.dds_domain
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit test-ros clean
+.PHONY: help setup demo test test-unit test-ros clean gpu-check
 
 help:
 	@echo "make setup   create .venv (torch CPU, ROS 2 Kilted wheels, pisr_ros) and build msg/ (idempotent)"
 	@echo "make demo    set up, then run the main job (see README)"
 	@echo "make test    set up if needed, then run the whole test suite"
 	@echo "make clean   remove build/, install/, log/ (keeps .venv)"
+	@echo "make gpu-check  on a CUDA machine: GPU tests + Predictor speed at 1024x2048 (< 8 min) -> out/gpu-check/"
 
 setup: $(VENV)/.stamp-python install/.stamp-msgs
 
@@ -67,3 +68,12 @@ clean:
 DEMO_MODEL := models/pd_light_pisr_residual_synth.pt
 demo: setup
 	source env.sh && $(DDS_RUN) python -m pisr_ros.ros.demo --out out/demo --model $(DEMO_MODEL)
+
+# On a machine with CUDA: the GPU test tier and the Predictor's speed, under 8 minutes, into
+# $(GPU_CHECK_OUT) (pisr_ros/tools/gpu_check.py). Needs no set-up: it runs with .venv's python
+# where there is one (here: no CUDA, one line, exit 0), else with the machine's python3 (a GPU
+# machine's PyTorch), the source tree on its path.
+GPU_CHECK_OUT ?= out/gpu-check
+gpu-check:
+	@py=$$( [ -x $(PY) ] && echo $(PY) || echo python3 ); \
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $$py -m pisr_ros.tools.gpu_check --out $(GPU_CHECK_OUT)
