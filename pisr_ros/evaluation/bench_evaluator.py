@@ -332,23 +332,28 @@ def _load_results(path: Path) -> dict:
     return results
 
 
-def time_tools(cmds: dict, pairs: int, log=print) -> tuple[dict[str, list[tuple[float, float]]], dict[str, float]]:
-    """One warm-up round, then ``pairs`` rounds in rotating order; the timings of the counted
-    rounds per tool, and each tool's largest difference from cityscapesscripts."""
+def time_tools(
+    cmds: dict, pairs: int, timed: list[str] | None = None, log=print
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, float]]:
+    """A warm-up round of every evaluator in ``cmds``, then ``pairs`` rounds of those in
+    ``timed`` (default: all), in an order that rotates from round to round; returns the timings
+    of the counted rounds per timed evaluator, and each evaluator's largest difference from
+    cityscapesscripts' results."""
     names = list(cmds)
-    runs: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    timed = list(timed or names)
+    runs: dict[str, list[tuple[float, float]]] = {n: [] for n in timed}
     diff = {n: 0.0 for n in names}
     for r in range(pairs + 1):  # round 0 warms the page cache and is not counted
-        shift = r % len(names)
-        order = names[shift:] + names[:shift]
+        this_round = names if r == 0 else timed
+        shift = r % len(this_round)
         line = []
-        for name in order:
+        for name in this_round[shift:] + this_round[:shift]:
             wall, cpu = run_timed(cmds[name][0])
             if r:
                 runs[name].append((wall, cpu))
             line.append(f"{name} {wall:.2f} s (CPU {cpu:.2f} s)")
         reference = _load_results(cmds["cityscapesscripts"][1])
-        for name in names:
+        for name in this_round:
             diff[name] = max(diff[name], max_abs_diff(_load_results(cmds[name][1]), reference))
         log(f"round {r}{' (warm-up)' if r == 0 else ''}: " + ", ".join(line))
     return runs, diff
@@ -370,9 +375,12 @@ def summarize(runs: dict[str, list[tuple[float, float]]]) -> dict:
 
 
 def format_table(summary: dict, diff: dict[str, float]) -> str:
-    names = list(summary["median_wall_s"])
+    names = list(summary["median_wall_s"]) + [n for n in diff if n not in summary["median_wall_s"]]
     lines = [f"{'evaluator':18s} {'wall (median)':>14s} {'CPU (median)':>13s} {'ours faster by':>15s} {'max |diff| vs cityscapesscripts':>32s}"]
     for n in names:
+        if n not in summary["median_wall_s"]:
+            lines.append(f"{n:18s} {'(warm-up only)':>14s} {'':>13s} {'':>15s} {diff[n]:32.1e}")
+            continue
         ratio = "" if n == "ours" else f"{summary['ratios'][f'{n}/ours']['median_of_rounds']:.2f}x"
         lines.append(f"{n:18s} {summary['median_wall_s'][n]:12.2f} s {summary['median_cpu_s'][n]:11.2f} s "
                      f"{ratio:>15s} {diff[n]:32.1e}")
@@ -390,6 +398,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", type=int, default=5,
                    help="timed rounds after one warm-up; each runs every evaluator once (default 5)")
+    p.add_argument("--timed", default=",".join(TOOLS), metavar="LIST",
+                   help=f"evaluators timed after the warm-up (default: {','.join(TOOLS)}); all of them "
+                        "still run in the warm-up round, whose results are compared")
     p.add_argument("--workers", type=int, default=None,
                    help="workers for ours (default: the number of CPUs, which the reference always uses)")
     p.add_argument("--data", help="keep the generated data in this folder, and reuse it if it is there")
@@ -430,6 +441,11 @@ def main(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     size = _size(args.size)
+    timed = [t for t in args.timed.split(",") if t]
+    unknown = sorted(set(timed) - set(TOOLS))
+    if unknown or "ours" not in timed or len(timed) < 2:
+        raise UsageError(f"--timed: a comma-separated list of {', '.join(TOOLS)} with ours and at least "
+                         f"one other; got {args.timed!r}")
     cpus = multiprocessing.cpu_count()  # what the reference always uses
     workers = args.workers or cpus
     root = Path(args.data or tempfile.mkdtemp(prefix="bench_evaluator_"))
@@ -445,7 +461,10 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(exist_ok=True)
         cmds = commands(inputs, hotcoco, workers, out)
         load_before = os.getloadavg()
-        runs, diff = time_tools(cmds, args.pairs)
+        timed = [t for t in cmds if t in timed]  # in TOOLS' order; hotcoco may be missing
+        if len(timed) < 2:
+            raise UsageError("--timed: nothing to compare ours with (hotcoco is not installed)")
+        runs, diff = time_tools(cmds, args.pairs, timed)
         summary = summarize(runs)
         print(format_table(summary, diff))
         ours = _load_results(cmds["ours"][1])

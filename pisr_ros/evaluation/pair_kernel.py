@@ -107,6 +107,15 @@ class _Builder:
         low = self.i32(0x7F7F7F)
         return b.xor(b.add(b.and_(x, low), b.and_(y, low)), b.and_(b.xor(x, y), self.i32(0x808080)))
 
+    def add_residual(self, f, pred) -> ir.Value:
+        """``add_bytes(f, pred)``, with a branch for the common residual 0: in a run of equal
+        pixels the value is then the predictor as is, not a chain of additions through it."""
+        b = self.b
+        out = self.var(_I32, pred)
+        with b.if_then(b.icmp_unsigned("!=", f, self.i32(0)), likely=False):
+            self.set(out, self.add_bytes(f, pred))
+        return self.get(out)
+
     def channel(self, x, k) -> ir.Value:
         return self.b.and_(self.b.lshr(x, self.i32(8 * k)), self.i32(0xFF))
 
@@ -166,7 +175,7 @@ def _decode_row(module: ir.Module, channels: int) -> ir.Function:
             if t == 0:
                 value = f
             elif t == 1:
-                value = k.add_bytes(f, k.get(a))
+                value = k.add_residual(f, k.get(a))
             elif t == 2:
                 value = k.add_bytes(f, k.load_at(prev, x, _I32))
             else:
@@ -181,7 +190,7 @@ def _decode_row(module: ir.Module, channels: int) -> ir.Function:
                     with b.if_then(b.icmp_unsigned("!=", above, cv), likely=False):
                         k.set(chosen, k.per_channel(av, above, cv, k.paeth))
                     pred = k.get(chosen)
-                value = k.add_bytes(f, pred)
+                value = k.add_residual(f, pred)
                 k.set(c, above)
             k.set(a, value)
             k.store_at(value, cur, x)

@@ -14,10 +14,10 @@ def data(tmp_path_factory):
     return tmp_path_factory.mktemp("bench_evaluator") / "data"
 
 
-def _run(data, tmp_path, capsys) -> tuple[str, dict]:
+def _run(data, tmp_path, capsys, *extra: str) -> tuple[str, dict]:
     report = tmp_path / "report.json"
     rc = cli.main(["bench-evaluator", "--num", "2", "--size", "32x64", "--pairs", "1",
-                   "--data", str(data), "--json-out", str(report)])
+                   "--data", str(data), "--json-out", str(report), *extra])
     assert rc == 0
     return capsys.readouterr().out, json.loads(report.read_text())
 
@@ -70,3 +70,21 @@ def test_hotcoco_difference_ignores_classes_it_marks_absent():
     assert bench_evaluator.max_abs_diff(theirs, ref) == 1.0
     theirs["All"]["n"] = 2
     assert bench_evaluator.max_abs_diff(theirs, ref) == float("inf")
+
+
+@pytest.mark.skipif(not bench_evaluator.hotcoco_installed(), reason="hotcoco is not installed")
+def test_timed_subset_still_compares_every_evaluator(data, tmp_path, capsys):
+    out, report = _run(data, tmp_path, capsys, "--pairs", "2", "--timed", "hotcoco,ours")
+    rows = _table_rows(out)
+    assert list(rows) == ["ours", "hotcoco", "cityscapesscripts"]
+    assert rows["cityscapesscripts"][:3] == ["(warm-up", "only)", "0.0e+00"]
+    assert set(report["runs"]) == {"ours", "hotcoco"} and len(report["runs"]["ours"]) == 2
+    assert report["max_abs_diff_vs_cityscapesscripts"]["hotcoco"] <= 1e-9
+
+
+@pytest.mark.parametrize("timed", ["ours", "hotcoco,cityscapesscripts", "ours,panopticapi"])
+def test_bad_timed_list_is_refused(data, tmp_path, capsys, timed):
+    rc = cli.main(["bench-evaluator", "--num", "2", "--size", "32x64", "--data", str(data),
+                   "--json-out", str(tmp_path / "r.json"), "--timed", timed])
+    assert rc == 2
+    assert "--timed" in capsys.readouterr().err
