@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-node": ("pisr_ros.ros.bench_node", "panoptic_node end to end in its own process: frames/s, latency, drops"),
     "bench-evaluator": ("pisr_ros.evaluation.bench_evaluator", "pisr-ros evaluate, cityscapesscripts and hotcoco side by side, whole process each, on generated data"),
     "tune-postprocess": ("pisr_ros.inference.tune_postprocess_cli", "choose a model's post-processing settings by PQ on a validation split and store them in the model file"),
+    "quantize": ("pisr_ros.inference.quantize_cli", "a statically quantized (int8) ONNX of a model, checked against fp32 (id maps, PQ, latency)"),
     "import-darknet": ("pisr_ros.models.import_darknet_cli", "pjreddie's Darknet weights (yolov3.weights, darknet53.conv.74) as a YOLO-Panoptic checkpoint to train from"),
 }
 
