@@ -469,9 +469,10 @@ def main(args: argparse.Namespace) -> int:
         print(format_table(summary, diff))
         ours = _load_results(cmds["ours"][1])
         report = {
-            "command": "pisr-ros bench-evaluator " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench-evaluator"] else sys.argv[1:]),
+            "command": without_paths(_command(args), root),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "images": args.num, "size": list(size), "ground_truth": source, "workers_ours": workers,
+            "images": args.num, "size": list(size), "ground_truth": without_paths(source, root),
+            "workers_ours": workers,
             "evaluators": {n: DESCRIPTIONS[n] for n in cmds},
             "runs": {n: [{"wall_s": w, "cpu_s": c} for w, c in r] for n, r in runs.items()},
             **summary,
@@ -490,14 +491,34 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line that repeats this run (every option spelled out)."""
+    words = ["pisr-ros bench-evaluator", "--num", str(args.num), "--size", args.size, "--seed", str(args.seed),
+             "--pairs", str(args.pairs), "--timed", args.timed]
+    if args.workers is not None:
+        words += ["--workers", str(args.workers)]
+    if args.data:
+        words += ["--data", args.data]
+    return " ".join(words + ["--json-out", args.json_out])
+
+
+def without_paths(text: str, root: Path) -> str:
+    """``text`` with the data folder written DATA, paths below the working directory relative and
+    other absolute paths cut to their file name: reports are kept in the repository."""
+    text = text.replace(str(root.resolve()), "DATA").replace(str(root), "DATA")
+    text = text.replace(os.getcwd() + os.sep, "")
+    return " ".join(os.path.basename(w) if os.path.isabs(w) else w for w in text.split(" "))
+
+
 def _machine(cpus: int) -> dict:
+    from importlib import metadata
+
     versions = {}
-    for name in ("numpy", "cv2", "llvmlite", "zlib_ng", "hotcoco", "cityscapesscripts"):
+    for dist in ("numpy", "opencv-python-headless", "llvmlite", "zlib-ng", "hotcoco", "cityscapesscripts"):
         try:
-            module = __import__(name)
-            versions[name] = getattr(module, "__version__", "?")
-        except ImportError:
-            versions[name] = None
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
     return {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(), **versions}
 
 
