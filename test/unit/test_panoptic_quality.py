@@ -533,6 +533,25 @@ def test_pool_and_single_process_agree(categories, tmp_path):
     assert_same_results(one, two)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_and_opencv_paths_give_the_same_statistics(categories, tmp_path, monkeypatch, seed):
+    """The compiled pixel pass and the OpenCV path on the same images (predictions of about half
+    of them have 24-bit random ids, which take the OpenCV path anyway)."""
+    from pisr_ros.evaluation import panoptic_png
+
+    case = random_case(tmp_path, categories, 40 + seed, Options(images=8, crowd=3, unlisted_gt=True, ghost_gt=True))
+    assert panoptic_png.available()
+    calls = []
+    histogram = panoptic_png.pair_histogram
+    monkeypatch.setattr(panoptic_png, "pair_histogram", lambda *a: calls.append(1) or histogram(*a))
+    compiled = pq.evaluate(case.gt_json, case.gt_folder, case.pred_json, case.pred_folder, workers=2)
+    assert calls  # some images went through the compiled pass
+    monkeypatch.setattr(panoptic_png, "available", lambda: False)
+    opencv = pq.evaluate(case.gt_json, case.gt_folder, case.pred_json, case.pred_folder, workers=1)
+    assert compiled.stats == opencv.stats
+    assert_same_results(compiled.results, opencv.results)
+
+
 def test_results_file_has_the_reference_layout(categories, tmp_path):
     case = random_case(tmp_path, categories, 3, Options())
     ours_file, ref_file = tmp_path / "ours.json", tmp_path / "ref.json"
