@@ -297,16 +297,16 @@ def commands(inputs: Inputs, hotcoco: Inputs | None, workers: int, out: Path) ->
 
 def run_timed(cmd: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds (user + system of the process and the children it waited for)."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if proc.returncode != 0:
-        tail = err.strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"{cmd[:4]} failed (exit {proc.returncode}): {tail[0]}")
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot block
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"{' '.join(cmd[:4])} failed (exit {proc.returncode}): {tail[0]}")
     return wall, usage.ru_utime + usage.ru_stime
 
 
@@ -464,7 +464,10 @@ def main(args: argparse.Namespace) -> int:
         timed = [t for t in cmds if t in timed]  # in TOOLS' order; hotcoco may be missing
         if len(timed) < 2:
             raise UsageError("--timed: nothing to compare ours with (hotcoco is not installed)")
-        runs, diff = time_tools(cmds, args.pairs, timed)
+        try:
+            runs, diff = time_tools(cmds, args.pairs, timed)
+        except RuntimeError as exc:  # an evaluator failed: its last line says why
+            raise UsageError(str(exc)) from None
         summary = summarize(runs)
         print(format_table(summary, diff))
         ours = _load_results(cmds["ours"][1])
