@@ -86,7 +86,8 @@ def main(args: argparse.Namespace) -> int:
     settings = QuantizeSettings(
         calibration_frames=len(calibration), method=args.method,
         keep_float=tuple(p.strip() for p in args.keep_float.split(",") if p.strip()),
-        calibration_data=f"{args.data} train, first {len(calibration)} frames")
+        # The data root by its folder name only: the file must not carry this machine's paths.
+        calibration_data=f"the first {len(calibration)} train frames (by image id) of {Path(args.data).name}/")
     print(f"quantizing {fp32} on {len(calibration)} train frames of {args.data} ...", flush=True)
     quantize_onnx(fp32, out, calibration, settings)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; float {Path(fp32).stat().st_size / 1e6:.1f} MB)")

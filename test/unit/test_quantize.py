@@ -120,3 +120,19 @@ def test_quantize_refuses_bad_input_in_one_line(tiny, tmp_path, capsys):
         assert cli.main(["quantize", *argv]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], (argv, err)
+
+
+SHIPPED_INT8 = SHIPPED.with_name("pd_light_pisr_residual_synth.int8.onnx")
+
+
+@pytest.mark.skipif(not SHIPPED_INT8.is_file(), reason="no int8 file shipped")
+def test_the_shipped_int8_file_is_made_from_the_shipped_onnx():
+    """Re-made whenever the export changes (`pisr-ros quantize`, the model card's command)."""
+    from pisr_ros.inference.model_files import sha256_of
+
+    meta = {p.key: p.value for p in onnx.load(str(SHIPPED_INT8), load_external_data=False).metadata_props}
+    made = json.loads(meta[META_QUANTIZATION])
+    assert meta[META_PRECISION] == "int8"
+    assert made["source_onnx_sha256"] == sha256_of(SHIPPED.with_suffix(".onnx"))
+    assert made["kept_float"] == list(DEFAULT_KEEP_FLOAT) and made["calibration_frames"] == 64
+    assert read_model_info(SHIPPED_INT8).spec == read_model_info(SHIPPED.with_suffix(".onnx")).spec
