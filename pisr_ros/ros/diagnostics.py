@@ -40,6 +40,7 @@ class NodeStats:
         self.received = 0
         self.processed = 0
         self.dropped = 0  # superseded by a newer frame before inference took them
+        self.lost_in_transport = 0  # lost by the middleware on the way (reported as sequence gaps)
         self.rejected: Counter[str] = Counter()  # malformed, by reason
         self._rejected_taken_in = 0  # of those, refused after being taken in (at decoding)
         self.failed = 0  # inference errors
@@ -68,6 +69,10 @@ class NodeStats:
             if latency is None:
                 self.stamps_not_comparable += 1
             self._outputs.append((time.monotonic(), latency, in_node))
+
+    def lost(self, count: int) -> None:
+        with self._lock:
+            self.lost_in_transport += count
 
     def drop(self) -> None:
         with self._lock:
@@ -110,6 +115,7 @@ class NodeStats:
                 "received": self.received,
                 "processed": self.processed,
                 "dropped_frames": self.dropped,
+                "lost_in_transport": self.lost_in_transport,
                 "rejected_messages": sum(self.rejected.values()),
                 "rejected_by_reason": dict(self.rejected),
                 "inference_errors": self.failed,
@@ -135,6 +141,9 @@ def status(name: str, snap: dict, extra: dict[str, str]) -> DiagnosticStatus:
     if snap["rejected_messages"] or snap["inference_errors"]:
         level = DiagnosticStatus.WARN
         message += f"; {snap['rejected_messages']} messages rejected, {snap['inference_errors']} inference errors"
+    if snap["lost_in_transport"]:
+        level = DiagnosticStatus.WARN
+        message += f"; {snap['lost_in_transport']} frames lost in transport"
     values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
               for k, v in snap.items() if k != "rejected_by_reason"]
     values += [KeyValue(key=f"rejected_{reason}", value=str(n)) for reason, n in sorted(snap["rejected_by_reason"].items())]

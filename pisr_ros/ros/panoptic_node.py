@@ -31,6 +31,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
@@ -45,6 +46,7 @@ from pisr_ros.overlay import overlay
 from pisr_ros.ros.diagnostics import NodeStats, stamp_latency, status
 from pisr_ros.ros.image_cdr import image_cdr
 from pisr_ros.ros.messages import instance_array_msg, label_info_msg
+from pisr_ros.ros.transport_limits import largest_frame_line
 from pisr_ros.ros.node_main import StartError, run
 from pisr_ros.ros.panoptic_params import PARAMS, problem, settings_params
 from pisr_ros.ros.parameters import declare
@@ -115,10 +117,14 @@ class PanopticNode(Node):
         # middleware would drop frames where the node cannot count them. No backlog forms:
         # the node itself keeps only the newest frame.
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=INPUT_DEPTH, reliability=reliability)
+        # Frames the middleware lost on the way (a fragment missing over best effort) are
+        # reported by the reader as gaps in the camera's sequence numbers: counted, not silent.
+        lost = SubscriptionEventCallbacks(message_lost=self._on_lost)
         if values["input_transport"] == "compressed":
-            self.sub = self.create_subscription(CompressedImage, "image_raw/compressed", self._on_compressed, input_qos)
+            self.sub = self.create_subscription(CompressedImage, "image_raw/compressed", self._on_compressed, input_qos,
+                                                event_callbacks=lost)
         else:
-            self.sub = self.create_subscription(Image, "image_raw", self._on_image, input_qos)
+            self.sub = self.create_subscription(Image, "image_raw", self._on_image, input_qos, event_callbacks=lost)
 
         self._lock = threading.Lock()
         self._pending = None  # (message, arrival time.perf_counter())
@@ -143,6 +149,8 @@ class PanopticNode(Node):
         self._worker.start()
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info(f"serving {self.predictor.describe()} on {self.sub.topic_name}")
+        carried, line = largest_frame_line(values["max_image_pixels"])
+        (self.get_logger().info if carried else self.get_logger().warning)(line)
 
     # ------------------------------------------------------------------------ set-up
     def _settings_of(self, values: dict):
@@ -187,6 +195,11 @@ class PanopticNode(Node):
         frame = getattr(msg.header, "frame_id", "")
         self.get_logger().warning(f"rejected a message (frame_id {frame!r}): {exc}",
                                   throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_lost(self, info) -> None:
+        self.stats.lost(info.total_count_change)
+        self.get_logger().warning(f"{info.total_count} frames lost by the middleware before they arrived "
+                                  "(see 'Limits' in docs/panoptic_node.md)", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _offer(self, msg) -> None:
         self.stats.frame_in()

@@ -51,3 +51,13 @@ def test_only_incomparable_stamps_say_so_instead_of_a_latency():
     assert math.isnan(snap["latency_p90_ms"]) and snap["stamps_not_comparable"] == 5
     st = status("x", snap, {})
     assert st.level == DiagnosticStatus.OK and "not on this node's clock" in st.message
+
+
+def test_frames_lost_in_transport_are_counted_and_warned_about():
+    stats = NodeStats()
+    stats.lost(2)
+    stats.lost(1)
+    snap = stats.snapshot()
+    assert snap["lost_in_transport"] == 3
+    st = status("x", snap, {})
+    assert st.level == DiagnosticStatus.WARN and "3 frames lost in transport" in st.message

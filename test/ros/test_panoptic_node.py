@@ -370,6 +370,31 @@ def test_stamps_of_another_clock_do_not_poison_the_latency(ros_node, spin_until,
     assert 0 < float(diag["latency_p90_ms"]) < 60_000, diag
 
 
+def test_camera_sized_frames_arrive_or_are_counted(ros_node, spin_until, raw_node, frame_bgr):
+    """Issue 18: 3000x4000 and 4000x6000 bgr8 frames never reached the node over best effort and
+    were counted nowhere. Each frame sent is now received, refused (too_large) or counted as lost
+    in transport; the largest frame the transport carries is stated once at start-up."""
+    client = Client(ros_node, spin_until, raw_node)
+    client.first_result(lambda: client.send_raw(frame_bgr))
+    assert raw_node.output().count("largest frame admitted: 16777216 pixels") == 1, raw_node.output()[-3000:]
+    before = client.settled_diagnostics()
+    sent_before = client.sent
+    for h, w in ((3000, 4000), (4000, 6000), (3000, 4000), (4000, 6000)):
+        client.send_raw(np.zeros((h, w, 3), np.uint8))
+        spin_until(lambda: False, 0.5)
+    # A small frame after them: a loss shows as a gap in the sequence numbers only once a later
+    # message arrives.
+    client.first_result(lambda: client.send_raw(frame_bgr), timeout=120)
+    diag = client.settled_diagnostics(timeout=120)
+    sent = client.sent - sent_before
+    delta = {k: int(diag[k]) - int(before[k]) for k in ("received", "rejected_messages", "lost_in_transport")}
+    assert sum(delta.values()) == sent, (sent, delta)
+    too_large = int(diag.get("rejected_too_large", 0)) - int(before.get("rejected_too_large", 0))
+    print(f"sent {sent}: {delta}, too_large {too_large}")
+    # The 4000x6000 frames (24 megapixels) are refused, not lost, wherever they arrived.
+    assert too_large + delta["lost_in_transport"] >= 2 and too_large == delta["rejected_messages"], (too_large, delta)
+
+
 def test_frames_faster_than_the_model_are_dropped_not_queued(ros_node, spin_until, raw_node, frame_bgr):
     """Latest frame wins, checked by counts and order, not speeds: bursts of frames published
     back to back (each burst takes a few ms to send, one inference takes tens of ms on any
