@@ -79,12 +79,16 @@ def test_config_yaml_values_are_the_node_defaults():
     assert params["model"] == DEFAULT_MODEL
 
 
-def _values_given_in_code(path: Path, name: str) -> bool:
-    """Whether ``path``'s code (not its strings) gives ``name`` a literal value: a keyword
-    argument ``name=<literal>``, or a field or variable ``name = ...`` / ``name: T = ...``."""
+SETTINGS_CALLS = {"PanopticDeepLabSettings", "replace", "resolve", "model_settings", "for_device"}
+
+
+def _values_given_in_code(source: str, name: str) -> bool:
+    """Whether ``source`` (code, not its strings) gives the setting ``name`` a literal value:
+    ``name=<literal>`` in a call that builds or changes settings, or ``name = <literal>`` /
+    ``name: T = <literal>``. The ``setting(...)`` declarations themselves do not count."""
     import ast
 
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(source)
     # PISRSpec's nms_kernel and top_k are other things of the same names: the network's own
     # choice of its top-K centers, part of the model spec, not post-processing settings.
     skipped = {id(n) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and c.name == "PISRSpec"
@@ -92,18 +96,27 @@ def _values_given_in_code(path: Path, name: str) -> bool:
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
-        if isinstance(node, ast.keyword) and node.arg == name and isinstance(node.value, ast.Constant):
-            return True
-        targets = ([node.target] if isinstance(node, ast.AnnAssign) and node.value is not None
-                   else node.targets if isinstance(node, ast.Assign) else [])
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+        if isinstance(node, ast.Call):
+            func = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if func in SETTINGS_CALLS and any(k.arg == name and isinstance(k.value, ast.Constant)
+                                              for k in node.keywords):
+                return True
+        targets = ([node.target] if isinstance(node, ast.AnnAssign) else
+                   node.targets if isinstance(node, ast.Assign) else [])
+        if isinstance(getattr(node, "value", None), ast.Constant) and any(
+                isinstance(t, ast.Name) and t.id == name for t in targets):
             return True
     return False
 
 
 def test_each_post_processing_default_is_written_once_in_the_library():
-    """The settings' defaults appear in their declaration and nowhere else in pisr_ros/'s code."""
+    """The settings' defaults appear in their declaration (``setting(...)``) and nowhere else in
+    pisr_ros/'s code: no module passes or assigns its own value."""
     for item in settings.table(PanopticDeepLabSettings):
         hits = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "pisr_ros").rglob("*.py"))
-                if _values_given_in_code(p, item.name)]
-        assert hits == ["pisr_ros/postprocess/panoptic_deeplab.py"], (item.name, hits)
+                if _values_given_in_code(p.read_text(), item.name)]
+        assert hits == [], (item.name, hits)
+    # The check finds what it looks for.
+    assert _values_given_in_code("cfg = replace(cfg, nms_kernel=7)", "nms_kernel")
+    assert _values_given_in_code("nms_kernel: int = 3", "nms_kernel")
+    assert not _values_given_in_code("nms_kernel: int = setting(3, 'x')", "nms_kernel")
