@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pisr_ros.data.cityscapes_layout import LEFT_IMG_SUFFIX
+from pisr_ros.cityscapes_layout import LEFT_IMG_SUFFIX
 from pisr_ros.errors import UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")

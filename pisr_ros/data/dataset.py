@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.data.augment import Augment, Sample, augment, resize_sample
 from pisr_ros.data.targets import INSTANCE_DIVISOR, TargetConfig, collate_targets, make_targets
 from pisr_ros.errors import UsageError

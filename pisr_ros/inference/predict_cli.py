@@ -20,7 +20,7 @@ import os
 import sys
 
 from pisr_ros.errors import UsageError
-from pisr_ros.arguments import parse_size
+from pisr_ros.arguments import parse_size, resolve_device
 from pisr_ros.image_files import find_images
 from pisr_ros.inference.model_files import DEFAULT_MODEL
 
@@ -58,18 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help=f"CPU threads for the network (default: all cores, here {os.cpu_count()})")
     add_setting_flags(parser)
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return device
 
 
 def main(args: argparse.Namespace) -> int:

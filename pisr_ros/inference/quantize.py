@@ -41,7 +41,7 @@ def int8_path_for(model: str | Path) -> Path:
 def split_images(root: str | Path, split: str, count: int | None = None) -> list[tuple[str, Path]]:
     """(image_id, left image path) of the first ``count`` (all when None or 0) frames of a split
     of a Cityscapes-layout dataset, by id."""
-    from pisr_ros.data.cityscapes_layout import image_paths, list_split
+    from pisr_ros.cityscapes_layout import image_paths, list_split
 
     ids = list_split(root, split)
     if not ids:
@@ -89,7 +89,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calibration_images: Sequenc
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from pisr_ros.data.dataset import read_rgb
+    from pisr_ros.image_files import read_rgb
     from pisr_ros.inference.model_files import ONNX_INPUT, read_model_info
     from pisr_ros.inference.predictor import Predictor
 
@@ -191,7 +191,7 @@ def compare(fp32: str | Path, int8: str | Path, images: Sequence[tuple[str, Path
     ``pred_root``, Cityscapes-format predictions of each under ``pred_root/{fp32,int8}``."""
     from tqdm import tqdm
 
-    from pisr_ros.data.dataset import read_rgb
+    from pisr_ros.image_files import read_rgb
     from pisr_ros.evaluation.cityscapes_files import CityscapesWriter
     from pisr_ros.inference.predictor import Predictor
     from pisr_ros.panoptic import semantic_of
@@ -225,7 +225,7 @@ def panoptic_scores(root: str | Path, split: str, pred_dir: str | Path, workers:
     """PQ/SQ/RQ (percent) for All, Things and Stuff of predictions written by ``compare``,
     against the split's ground truth of the same frames, through the evaluator ``pisr-ros
     evaluate`` runs."""
-    from pisr_ros.data.cityscapes_layout import panoptic_dir, panoptic_json
+    from pisr_ros.cityscapes_layout import panoptic_dir, panoptic_json
     from pisr_ros.evaluation import panoptic_quality
 
     gt_json = panoptic_json(root, split)

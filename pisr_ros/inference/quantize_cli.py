@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     if args.no_check:
         return 0
 
-    from pisr_ros.data.dataset import read_rgb
+    from pisr_ros.image_files import read_rgb
 
     with tempfile.TemporaryDirectory(prefix="pisr_quant_check_") as tmp:
         result = compare(fp32, out, val, pred_root=tmp, threads=args.threads)

@@ -73,8 +73,8 @@ def load_frames(predictor, root: str | Path, split: str, frames: int | None = No
                 progress: Callable[[Iterable], Iterable] | None = None) -> tuple[list[Frame], dict]:
     """The network's output for the labelled images of ``split`` (the first ``frames`` of them,
     sorted by id) and the gt JSON's categories."""
-    from pisr_ros.data import cityscapes_layout as layout
-    from pisr_ros.data.dataset import read_rgb
+    from pisr_ros import cityscapes_layout as layout
+    from pisr_ros.image_files import read_rgb
 
     root = Path(root)
     gt_json_path = layout.panoptic_json(root, split)

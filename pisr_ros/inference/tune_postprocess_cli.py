@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
 
     from pisr_ros import settings
     from pisr_ros.inference.model_files import read_model_info
-    from pisr_ros.inference.predict_cli import resolve_device
+    from pisr_ros.arguments import resolve_device
     from pisr_ros.inference.predictor import Predictor
     from pisr_ros.inference.tune_postprocess import Sweep, candidates, load_frames, per_class_counts, store_settings
 

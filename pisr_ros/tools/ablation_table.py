@@ -1,6 +1,6 @@
 """Markdown table of training runs' validation results, for ablations in docs/.
 
-``python -m pisr_ros.evaluation.ablation_table RUN_DIR [RUN_DIR ...]`` reads each run's
+``pisr-ros ablation-table RUN_DIR [RUN_DIR ...]`` reads each run's
 ``val_metrics.json`` (written by ``pisr-ros train``). Losses are left out: runs with PISR also
 carry the intermediate heads' terms, so their totals do not compare.
 """
@@ -79,13 +79,14 @@ def plot_losses(runs: list[Path], out: Path, window: int = 25) -> None:
     fig.savefig(out, dpi=90)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of `pisr-ros train`")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="also plot the runs' training losses")
     parser.add_argument("--group", action="store_true",
                         help="also a table of runs named VARIANT_sSEED grouped by variant: mean (range)")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     if args.plot:
         plot_losses(args.runs, args.plot)
     header = ["run", "iterations", *COLUMNS]
@@ -103,4 +104,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pisr_ros import cli
+
+    sys.exit(cli.main(["ablation-table", *sys.argv[1:]]))

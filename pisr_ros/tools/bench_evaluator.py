@@ -526,10 +526,6 @@ def _machine(cpus: int) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m pisr_ros.evaluation.bench_evaluator")
-    add_arguments(parser)
-    try:
-        sys.exit(main(parser.parse_args()))
-    except UsageError as exc:
-        print(f"bench-evaluator: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from pisr_ros import cli
+
+    sys.exit(cli.main(["bench-evaluator", *sys.argv[1:]]))

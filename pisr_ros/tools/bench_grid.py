@@ -1,6 +1,6 @@
 """Grid update time for one 1024x2048 label image into a 40 m x 40 m grid at 0.1 m (not a test).
 
-    python -m pisr_ros.grid.bench [--reps 50]
+    pisr-ros bench-grid [--reps 50]
 
 The label image is the demo street rendered through a Cityscapes-like camera. Times, per frame:
 ``observe`` (the inverse sensor model alone), ``ego`` (a whole single-frame ego grid: observe,
@@ -18,9 +18,11 @@ import time
 
 import numpy as np
 
+from pisr_ros.errors import UsageError
+
 from pisr_ros.grid.camera import CameraModel
 from pisr_ros.grid.config import config_from_params
-from pisr_ros.grid.drive_demo import street_boxes, street_ground
+from pisr_ros.tools.drive_demo import street_boxes, street_ground
 from pisr_ros.grid.inverse_sensor import build_lookup, observe
 from pisr_ros.grid.pipeline import GridBuilder, Pose2D
 from pisr_ros.grid.render import render_camera
@@ -36,12 +38,13 @@ def _stats(times: list[float]) -> str:
     return f"median {np.median(t):6.2f} ms   p90 {np.percentile(t, 90):6.2f} ms   (n = {t.size})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pisr_ros.grid.bench", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=int, default=50, metavar="N", help="timed repetitions (default 50)")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     if args.reps < 1:
-        parser.error("--reps must be >= 1")
+        raise UsageError("--reps must be >= 1")
 
     config = config_from_params({**CAMERA, "resolution": 0.1, "size_x": 40.0, "size_y": 40.0, "max_range": 30.0})
     camera = CameraModel(INTRINSICS, [], "", SIZE[1], SIZE[0], config.pose)
@@ -80,4 +83,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pisr_ros import cli
+
+    sys.exit(cli.main(["bench-grid", *sys.argv[1:]]))

@@ -1,6 +1,6 @@
 """A synthetic drive through a straight street, fused into the odometry window, drawn next to the truth.
 
-    python -m pisr_ros.grid.drive_demo --out docs/occupancy_grid_drive.png
+    pisr-ros drive-demo --out docs/occupancy_grid_drive.png
 
 The street (road, sidewalks, terrain, buildings, poles, parked cars and one oncoming car) is
 known in metres; each frame is rendered by ray casting from a camera on a robot that drives
@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from pisr_ros.errors import UsageError
 
 from pisr_ros.grid.camera import CameraModel
 from pisr_ros.grid.config import GridConfig, config_from_params
@@ -139,13 +141,14 @@ def draw(out_path: Path, frames: int = FRAMES) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pisr_ros.grid.drive_demo", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="PNG", help="picture to write")
     parser.add_argument("--frames", type=int, default=FRAMES, metavar="N", help=f"frames to drive (default {FRAMES})")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     if args.frames < 1:
-        parser.error("--frames must be >= 1")
+        raise UsageError("--frames must be >= 1")
     start = time.perf_counter()
     draw(args.out, args.frames)
     print(f"wrote {args.out} ({args.frames} frames, {time.perf_counter() - start:.1f} s)")
@@ -153,4 +156,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pisr_ros import cli
+
+    sys.exit(cli.main(["drive-demo", *sys.argv[1:]]))

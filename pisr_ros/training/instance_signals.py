@@ -28,7 +28,7 @@ STRIDE = 4  # Panoptic-DeepLab's center head
 @torch.no_grad()
 def instance_signals(model, spec, root: Path, split: str, frames: int = 20, threshold: float = 0.1,
                      nms_kernel: int = 3, radius: int = 2) -> dict:
-    from pisr_ros.data import cityscapes_layout as layout
+    from pisr_ros import cityscapes_layout as layout
     from pisr_ros.data.augment import resize_sample
     from pisr_ros.data.dataset import read_sample
     from pisr_ros.data.targets import instance_centers

@@ -237,7 +237,7 @@ def validate(model, spec, root: Path, split: str, out: Path, workers: int = 1,
     ``workers`` stays 1 here: the evaluators' process pool forks, and a forked child that calls
     cv2 after this process has used cv2's thread pool (every large resize does) hangs forever
     in cv2's thread-pool teardown."""
-    from pisr_ros.data import cityscapes_layout as layout
+    from pisr_ros import cityscapes_layout as layout
     from pisr_ros.evaluation import panoptic_quality, semantic
     from pisr_ros.image_files import find_images
     from pisr_ros.inference.predict_files import write_predictions

@@ -116,7 +116,7 @@ def check_data(opts) -> None:
     """The data root, before anything is built or written: without this, a root with images but no
     gtFine fails inside a DataLoader worker (a worker traceback) after the run folder is made, and
     a val split without labels fails at the end of the training."""
-    from pisr_ros.data import cityscapes_layout as layout
+    from pisr_ros import cityscapes_layout as layout
 
     val_data = getattr(opts, "val_data", None)  # --val-data, where this version of training has it
     roots = [("--data", opts.data, opts.train_split, True),

@@ -1,7 +1,7 @@
 """The ablation table reads training runs' val results and groups seeds of one variant."""
 import json
 
-from pisr_ros.evaluation import ablation_table
+from pisr_ros import cli
 
 
 def _run(root, name, pq, miou):
@@ -16,7 +16,7 @@ def _run(root, name, pq, miou):
 def test_seeds_of_a_variant_are_grouped_with_their_range(tmp_path, capsys):
     runs = [_run(tmp_path, "base_s0", 0.10, 0.20), _run(tmp_path, "base_s1", 0.14, 0.22),
             _run(tmp_path, "pisr_s0", 0.12, 0.21)]
-    assert ablation_table.main([str(r) for r in runs] + ["--group"]) == 0
+    assert cli.main(["ablation-table", *[str(r) for r in runs], "--group"]) == 0
     out = capsys.readouterr().out
     assert "| base_s1 | 600 | 14.0 |" in out
     assert "| base | 2 | 12.0 (10.0-14.0) |" in out

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pisr_ros import cli
-from pisr_ros.evaluation import bench_evaluator
+from pisr_ros.tools import bench_evaluator
 
 
 @pytest.fixture(scope="module")

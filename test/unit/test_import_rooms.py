@@ -47,14 +47,10 @@ def test_ros_is_imported_by_no_library_room():
         assert _violations(room, "pisr_ros.ros") == [], room
 
 
-@pytest.mark.xfail(strict=True, reason="replay_eval_cli.py (a command, in evaluation/) imports "
-                   "pisr_ros.ros.replay_live and pisr_ros.inference: the command belongs above both rooms")
 def test_evaluation_imports_neither_ros_nor_inference():
     assert _violations("evaluation", "pisr_ros.ros") + _violations("evaluation", "pisr_ros.inference") == []
 
 
-@pytest.mark.xfail(strict=True, reason="inference/ bench_cli (synthetic frames), quantize, quantize_cli and "
-                   "tune_postprocess (calibration and tuning data) import pisr_ros.data")
 def test_inference_does_not_import_data():
     assert _violations("inference", "pisr_ros.data") == []
 
@@ -69,7 +65,6 @@ def test_every_imported_module_exists():
         assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), f"{f}:{line} imports {mod}"
 
 
-@pytest.mark.xfail(strict=True, reason="tune_postprocess_cli imports predict_cli.resolve_device")
 def test_command_line_modules_are_not_imported_as_libraries():
     offenders = sorted(f"{f}:{line} imports {mod}" for f, line, mod in _imports()
                        if mod.endswith("_cli") and f != "pisr_ros/cli.py")

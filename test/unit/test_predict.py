@@ -13,7 +13,7 @@ from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePa
 from PIL import Image
 
 from pisr_ros import cli
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.data import synth
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import panoptic_quality, semantic

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pisr_ros import cli
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.data import synth
 from pisr_ros.evaluation import bags, replay
 from pisr_ros.image_files import find_images

@@ -4,7 +4,7 @@ import argparse
 import pytest
 
 from pisr_ros.errors import UsageError
-from pisr_ros.evaluation import replay_eval_cli
+from pisr_ros.tools import replay_eval as replay_eval_cli
 
 
 def _args(*flags):

@@ -11,7 +11,7 @@ from cityscapesscripts.helpers.labels import id2label, labels as cs_labels
 from PIL import Image
 
 from pisr_ros import cli
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.data import synth
 from pisr_ros.panoptic import rgb_to_id
 from pisr_ros.taxonomy import LABEL_COLORS

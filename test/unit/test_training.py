@@ -165,7 +165,7 @@ class _CentersAt(torch.nn.Module):
 
 
 def test_instance_signals_of_a_perfect_and_a_noisy_center_head(data_with_val):
-    from pisr_ros.data import cityscapes_layout as layout
+    from pisr_ros import cityscapes_layout as layout
     from pisr_ros.data.augment import resize_sample
     from pisr_ros.data.dataset import read_sample
     from pisr_ros.data.targets import instance_centers

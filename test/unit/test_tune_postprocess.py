@@ -10,7 +10,7 @@ import torch
 
 from pisr_ros import cli
 from pisr_ros.data import synth
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.data.dataset import read_rgb
 from pisr_ros.errors import UsageError
 from pisr_ros.evaluation import panoptic_quality as pq

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.data.synth.split import DEFAULT_SIZE, image_id_of, scene_rng
 from pisr_ros.data.synth.street import Street
 from pisr_ros.taxonomy import LABEL_COLORS

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.data.synth.files import make_contact_sheet, write_png, write_scene
 from pisr_ros.data.synth.panoptic_gt import convert_panoptic
 from pisr_ros.data.synth.split import CITIES, DEFAULT_SIZE, image_id_of

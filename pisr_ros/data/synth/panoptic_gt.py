@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 from pisr_ros.errors import UsageError
 from pisr_ros.workers import process_pool
 

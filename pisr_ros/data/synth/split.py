@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pisr_ros.data import cityscapes_layout as layout
+from pisr_ros import cityscapes_layout as layout
 
 #: Synthetic cities per split; disjoint, like Cityscapes' own splits.
 CITIES = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pisr_ros.data.cityscapes_layout import LEFT_IMG_SUFFIX
+from pisr_ros.cityscapes_layout import LEFT_IMG_SUFFIX
 from pisr_ros.evaluation.cityscapes_files import CityscapesWriter, check_id_map
 from pisr_ros.panoptic import semantic_of
 
