@@ -126,7 +126,7 @@ def environment(device: str) -> dict:
     import torch
 
     env = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": platform.node(),
-           "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+           "python": platform.python_version(), "cpu": _cpu_name(),
            "cpus": os.cpu_count(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
            "device": device}
     if device.startswith("cuda"):
@@ -148,6 +148,16 @@ def environment(device: str) -> dict:
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
     return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _version_of(module: str) -> str | None:
@@ -190,7 +200,7 @@ def run_stage(name: str, limit_s: float, args, work: Path, env_vars: dict) -> di
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the stage and what it started (pytest's workers)
         output, _ = proc.communicate()
-        status = f"timeout after {limit_s:.0f} s"
+        status = f"timeout after {limit_s:.3g} s"
     stage = {"name": name, "status": status, "seconds": round(time.perf_counter() - t0, 1),
              "limit_s": round(limit_s), "records": read_records(records),
              "log_tail": (output or "")[-3000:]}

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -89,11 +88,11 @@ def test_a_missing_pure_python_package_comes_from_a_wheel(tmp_path, monkeypatch)
 def test_a_stage_past_its_limit_is_killed_and_reported(tmp_path):
     args = gpu_check.parse_args(["--device", "cpu", "--size", "64x128"])
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    t0 = time.perf_counter()
-    # Building the ResNet-50 checkpoint alone takes longer than this.
-    stage = gpu_check.run_stage("model:pd_r50_pisr", 3.0, args, tmp_path, env)
-    assert time.perf_counter() - t0 < 15
-    assert stage["status"] == "timeout after 3 s"
+    # Half a second: less than the stage's process needs to import torch on any machine, so the
+    # stage is always cut off, however fast the machine (building the ResNet-50 once took 3 s
+    # here, and a fresh clone on a quiet machine did it within a 3 s limit).
+    stage = gpu_check.run_stage("model:pd_r50_pisr", 0.5, args, tmp_path, env)
+    assert stage["status"] == "timeout after 0.5 s"
     assert stage["records"] == []
 
 
