@@ -24,6 +24,7 @@ DEFAULT_FAMILY = "panoptic_deeplab"  # specs and checkpoints written before `fam
 # name -> module defining FAMILY; imported on first use, so that naming a family costs nothing.
 BUILTIN: dict[str, str] = {
     "panoptic_deeplab": "pisr_ros.families.panoptic_deeplab",
+    "yolo_panoptic": "pisr_ros.families.yolo_panoptic",
 }
 _LOADED: dict[str, ModelFamily] = {}
 

@@ -60,6 +60,11 @@ def export_onnx(model: torch.nn.Module, spec, out: str | Path, size: tuple[int, 
     meta = [(META_SPEC, json.dumps(exported, sort_keys=True)), (META_SOURCE_SHA256, source_sha256)]
     if postprocess:
         meta.append((META_POSTPROCESS, json.dumps(postprocess, sort_keys=True)))
+    # A family whose post-processing has weights outside the graph (YOLO-Panoptic's mask head)
+    # stores them here, so that the .onnx can be served alone.
+    extra = getattr(family_of(spec), "onnx_metadata", None)
+    if extra is not None:
+        meta += sorted(extra(model, spec).items())
     for key, value in meta:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
