@@ -34,6 +34,8 @@ def instance_signals(model, spec, root: Path, split: str, frames: int = 20, thre
     from pisr_ros.data.targets import instance_centers
     from pisr_ros.inference.predictor import normalize
 
+    if getattr(spec, "family", "panoptic_deeplab") != "panoptic_deeplab":
+        return {}  # the signals read Panoptic-DeepLab's center head; other families have none
     ids = layout.list_split(root, split)[:frames]
     if not ids:
         return {}

@@ -4,6 +4,7 @@ every loss part, torch against ONNX Runtime through the Predictor, and `pisr-ros
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import cv2
@@ -396,11 +397,11 @@ def test_trained_detections_sit_on_the_objects(trained):
 # ------------------------------------------------------------------------------ pisr-ros train
 
 
-def _write_layout(root, n=2, size=(64, 128)):
+def _write_layout(root, n=2, size=(64, 128), split="train"):
     for i in range(n):
         image, inst = scene(i, size)
-        img_dir = root / "leftImg8bit" / "train" / "town"
-        gt_dir = root / "gtFine" / "train" / "town"
+        img_dir = root / "leftImg8bit" / split / "town"
+        gt_dir = root / "gtFine" / split / "town"
         img_dir.mkdir(parents=True, exist_ok=True)
         gt_dir.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(img_dir / f"town_{i:06d}_000019_leftImg8bit.png"), image[..., ::-1])
@@ -416,6 +417,7 @@ def test_pisr_ros_train_runs_a_yolo_spec_and_resumes(tmp_path):
     from pisr_ros import cli
 
     _write_layout(tmp_path / "data")
+    _write_layout(tmp_path / "data", n=1, split="val")  # validated at the end, through the Predictor
     config = tmp_path / "yolo_tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_spec().to_dict()))
     args = ["train", "--config", str(config), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
@@ -427,3 +429,5 @@ def test_pisr_ros_train_runs_a_yolo_spec_and_resumes(tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert all(math.isfinite(float(v)) for r in rows[1:] for v in r.split(",")[2:8])
     assert (tmp_path / "run" / "final.pt").is_file()
+    metrics = json.loads((tmp_path / "run" / "val_metrics.json").read_text())
+    assert 0.0 <= metrics["semantic"]["averageScoreClasses"] <= 1.0  # mIoU of the val frame (no PQ json)
