@@ -26,8 +26,22 @@ def model(request):
     return model
 
 
+# Training runs in progress, committed so that the next session resumes them: file -> its spec.
+RESUME = {"pd_light_base_synth.resume.pt": "pd_light_base.yaml"}
+
+
 def test_every_shipped_checkpoint_is_tested():
-    assert sorted(p.name for p in (ROOT / "models").glob("*.pt")) == sorted(SHIPPED)
+    assert sorted(p.name for p in (ROOT / "models").glob("*.pt")) == sorted({**SHIPPED, **RESUME})
+
+
+@pytest.mark.parametrize("name", sorted(RESUME))
+def test_resume_checkpoints_resume_a_run_of_their_spec(name):
+    """A run's last.pt: the weights of its spec plus what `pisr-ros train --resume` needs."""
+    from pisr_ros.models.spec import read_checkpoint
+
+    ckpt = read_checkpoint(ROOT / "models" / name)
+    assert {"optimizer", "iteration", "options"} <= set(ckpt["extra"])
+    load_checkpoint(ROOT / "models" / name, load_spec(ROOT / "config" / "models" / RESUME[name]))
 
 
 def test_every_shipped_checkpoint_has_its_onnx():
