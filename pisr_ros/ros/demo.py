@@ -83,6 +83,18 @@ class GridWatcher:
     def _on_semantic(self, msg):
         self.semantic = msg
 
+    def wait_for_grid_node(self, timeout: float) -> bool:
+        """Until occupancy_grid_node is up: it publishes the grid and takes our CameraInfo (a
+        bag played at --rate max is over before a node that is still importing sees a frame)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.node.count_publishers(f"{CAMERA}/panoptic/grid") > 0
+                    and self.node.count_subscribers(f"{CAMERA}/camera_info") > 0):
+                time.sleep(1.0)  # a few CameraInfo ticks reach it before the first frame
+                return True
+            time.sleep(0.1)
+        return False
+
     def _spin(self):
         while not self._stop.is_set():
             self.executor.spin_once(timeout_sec=0.05)
@@ -192,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     grid_node = NodeProcess("occupancy_grid_node", CAMERA)
     watcher = GridWatcher(w, h)
     try:
+        if not watcher.wait_for_grid_node(60):
+            print("note: occupancy_grid_node did not come up within 60 s; the grid may be missing", file=sys.stderr)
         code = cli.main(["replay-eval", "--live", "--rate", "max", "--bag", str(out / "bag"), "--gt", str(out / "data"),
                          "--camera", CAMERA, "--model", args.model, "--overlays", "3", "--out", str(out / "live")])
         deadline = time.monotonic() + 10
