@@ -122,6 +122,14 @@ def resolve(cls, device, stored: Mapping[str, Mapping[str, Any]] | None = None, 
     return dataclasses.replace(base, **merged)
 
 
+def check(settings) -> None:
+    """Raise ValueError naming every setting of ``settings`` its declaration refuses (for a
+    settings dataclass's ``__post_init__``: a refused value never makes an instance)."""
+    found = problems(type(settings), values(settings))
+    if found:
+        raise ValueError("; ".join(found))
+
+
 def values(settings) -> dict[str, Any]:
     """The setting fields of a settings instance as a plain dict."""
     return {s.name: getattr(settings, s.name) for s in table(type(settings))}

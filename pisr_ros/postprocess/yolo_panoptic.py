@@ -51,9 +51,7 @@ class YoloPanopticSettings:
     void_id: int = VOID_ID
 
     def __post_init__(self):
-        found = settings.problems(type(self), settings.values(self))
-        if found:
-            raise ValueError("; ".join(found))
+        settings.check(self)
 
     def stuff_area_at(self, height: int, width: int) -> float:
         return self.stuff_area * height * width / self.reference_area
