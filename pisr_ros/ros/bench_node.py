@@ -54,6 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
 
+def _repo_relative(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it: the JSON is kept in docs/runs/,
+    where a path of one checkout means nothing to the reader (test_docs refuses absolute paths)."""
+    if not path or not os.path.isabs(path):
+        return path
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return path
+
+
 def main(args: argparse.Namespace) -> int:
     import cv2
     import rclpy
@@ -173,10 +185,11 @@ def main(args: argparse.Namespace) -> int:
         "also_received": {name: sum(t >= measure_from for t in times) for name, times in also_arrivals.items()},
     }
     meta = {"date": time.strftime("%Y-%m-%d"), "size": list(size), "rate_hz": args.rate, "seconds": args.seconds,
-            "backend": diag_end.get("backend", args.backend), "model": diag_end.get("model", args.model),
+            "backend": diag_end.get("backend", args.backend),
+            "model": _repo_relative(diag_end.get("model", args.model)),
             "transport": args.transport, "reliability": args.reliability, "also": list(args.also),
             "pipeline": args.pipeline == "on", "cpus": os.cpu_count(),
-            "dds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "")}
+            "dds_profile": _repo_relative(os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""))}
     lat = results["latency_ms"]
     print(f"{meta['backend']} {args.model} {size[0]}x{size[1]} {args.transport} at {args.rate:g} Hz, pipeline "
           f"{args.pipeline}, for "

@@ -527,3 +527,6 @@ def test_bench_node_reports_what_it_measured(tmp_path):
     assert 0 < results["frames_answered"] <= results["frames_sent"]
     assert results["output_fps"] == pytest.approx(results["frames_answered"] / 2)
     assert results["latency_ms"]["median"] > 0 and results["node_dropped"] >= 0
+    # Paths in the JSON are the repository's (the files are kept in docs/runs/, read elsewhere).
+    meta = json.loads(out.read_text())["meta"]
+    assert not Path(meta["dds_profile"]).is_absolute() and meta["dds_profile"].startswith("config/"), meta
