@@ -443,17 +443,38 @@ def _set(ros_node, spin_until, node: NodeProcess, name: str, value):
     return future.result().results[0]
 
 
+def _offline_predictor(**settings):
+    """The offline Predictor for the node's default model: its stored settings, ``settings`` over them."""
+    import dataclasses
+
+    from pisr_ros.inference.model_files import find_model
+    from pisr_ros.inference.predictor import Predictor
+
+    predictor = Predictor.from_file(str(find_model("pd_light_pisr_residual_synth.pt")), threads=2)
+    predictor.postprocess = dataclasses.replace(predictor.postprocess, **settings)
+    return predictor
+
+
 def test_runtime_parameters_are_validated(ros_node, spin_until, raw_node, frame_bgr):
     assert not (r := _set(ros_node, spin_until, raw_node, "center_threshold", 2.0)).successful and "0.0" in r.reason
     assert not (r := _set(ros_node, spin_until, raw_node, "nms_kernel", 4)).successful and "odd" in r.reason
     assert not (r := _set(ros_node, spin_until, raw_node, "model", "other.pt")).successful and "read-only" in r.reason
-    assert _set(ros_node, spin_until, raw_node, "center_threshold", 0.99).successful
-    # A threshold no center reaches: no thing instances any more.
     client = Client(ros_node, spin_until, raw_node)
-    header = client.first_result(lambda: client.send_raw(frame_bgr))
-    _, _, instances = client.result_for(header)
-    assert not any(i.is_thing for i in instances.instances)
-    assert _set(ros_node, spin_until, raw_node, "center_threshold", 0.1).successful
+
+    def node_things():
+        header = client.first_result(lambda: client.send_raw(frame_bgr))
+        return [(i.id, i.area) for i in client.result_for(header)[2].instances if i.is_thing]
+
+    stored = _offline_predictor().postprocess.center_threshold
+    before = node_things()
+    assert _set(ros_node, spin_until, raw_node, "center_threshold", 0.99).successful
+    after = node_things()
+    # A trained heatmap can peak above 1, so no threshold in range promises "no instances": the
+    # reference is what the offline Predictor finds with the same setting.
+    offline = _offline_predictor(center_threshold=0.99)(frame_bgr, "bgr").segments
+    assert after == [(s.id, s.area) for s in offline if s.is_thing]
+    assert len(after) < len(before), (before, after)  # the frame tells the two settings apart
+    assert _set(ros_node, spin_until, raw_node, "center_threshold", stored).successful
 
 
 @pytest.mark.parametrize("params, message", [
