@@ -78,6 +78,9 @@ class YoloPanopticLoss(nn.Module):
     def detection(self, outputs: dict, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, fields = self.cfg, 5 + self.spec.num_things
         anchors = self.anchors.to(boxes.device)
+        # Only the slots some image uses: the IoU of every prediction with every slot below is
+        # the loss's largest tensor, and most of the padded slots are empty.
+        boxes = boxes[:, (boxes[..., 0] >= 0).any(0)]
         valid = boxes[..., 0] >= 0  # (N, M)
         img, slot = valid.nonzero(as_tuple=True)
         gt = boxes[img, slot]  # (G, 5): class, x1, y1, x2, y2

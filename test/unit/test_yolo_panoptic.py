@@ -92,6 +92,28 @@ def test_the_full_ppm_reads_1024_channels_as_the_thesis():
     assert light.family == "yolo_panoptic" and light.mask_head == "deep"
 
 
+@pytest.mark.parametrize("bins,size", [(1, 64), (2, 64), (3, 128), (6, 128), (6, 7), (5, 5)])
+def test_pool_upsampling_matrices_are_bilinear_interpolation(bins, size):
+    """The PPM's pools upsample by matrix products; F.interpolate is the reference."""
+    import torch.nn.functional as F
+
+    from pisr_ros.models.yolo_panoptic.network import upsample_bilinear
+
+    x = torch.randn(2, 3, bins, bins + 1, dtype=torch.float64)
+    want = F.interpolate(x, size=(size, 2 * size), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(upsample_bilinear(x, (size, 2 * size)), want, rtol=0, atol=1e-12)
+
+
+def test_fuse_reduce_puts_a_1x1_conv_before_the_ppm_3x3():
+    model = FAMILY.build_model(tiny_spec(fuse_reduce=12))
+    reduce, fuse = model.ppm.fuse
+    assert reduce[0].kernel_size == (1, 1) and reduce[0].out_channels == 12
+    assert fuse[0].kernel_size == (3, 3) and fuse[0].in_channels == 12
+    assert FAMILY.build_model(tiny_spec()).ppm.fuse[0].kernel_size == (3, 3)  # 0: the thesis's head
+    with pytest.raises(Exception, match="fuse_reduce"):
+        tiny_spec(fuse_reduce=-1)
+
+
 def test_every_parameter_gets_a_gradient():
     torch.manual_seed(0)
     spec = tiny_spec()

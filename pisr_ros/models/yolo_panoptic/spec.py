@@ -66,6 +66,10 @@ class YoloPanopticSpec(SpecBase):
     anchors: tuple[tuple[float, float], ...] = scaled_coco_anchors(512)
     ppm_bins: tuple[int, ...] = (1, 2, 3, 6)
     semantic_channels: int = 64  # the PPM's 3x3 conv (PSPNet: 512)
+    # A 1x1 conv (+ BN + ReLU) to this many channels before the PPM's 3x3 conv; 0: none, the
+    # thesis. The 3x3 runs at stride 4 on the concatenated pools, so it is most of the light
+    # network's training time on a CPU (docs/yolo_panoptic.md, training speed).
+    fuse_reduce: int = 0
     mask_channels: int = 32  # the 1x1 reduction of the PPM's input the mask head reads
     mask_head: str = "deep"  # "deep" (20x20 crop, two 3x3 + ReLU6, 3x3, 1x1) or "shallow" (40x40, 3x3, 1x1)
     mask_head_channels: int = 32
@@ -115,4 +119,6 @@ def yolo_spec_problems(spec: YoloPanopticSpec) -> list[str]:
     for name in ("semantic_channels", "mask_channels", "mask_head_channels"):
         if not isinstance(getattr(spec, name), int) or getattr(spec, name) < 1:
             out.append(f"{name} must be a positive whole number, not {getattr(spec, name)!r}")
+    if not isinstance(spec.fuse_reduce, int) or isinstance(spec.fuse_reduce, bool) or spec.fuse_reduce < 0:
+        out.append(f"fuse_reduce must be a whole number >= 0 (0: no reduction), not {spec.fuse_reduce!r}")
     return out
