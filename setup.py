@@ -28,7 +28,8 @@ setup(
     extras_require={
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "bags": ["rosbags>=0.10"],
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        # pycocotools: the reference test_box_ap checks box AP50 against.
+        "test": ["pytest>=7", "pytest-timeout>=2", "pycocotools>=2.0.8"],
     },
     entry_points={
         "console_scripts": [

@@ -6,6 +6,7 @@ not 255000, which some evaluators confuse with road (trainId 0).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,11 +203,13 @@ class PanopticResult:
         return self.semantic_map
 
 
-def to_cityscapes_panoptic(id_map: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+def to_cityscapes_panoptic(id_map: np.ndarray, scores: Mapping[int, float] | None = None
+                           ) -> tuple[np.ndarray, list[dict]]:
     """An id map as a Cityscapes/COCO panoptic PNG (HxWx3 RGB uint8) and its ``segments_info``.
 
     PNG id = R + 256 G + 256^2 B, 0 = void; ``category_id`` is the Cityscapes labelId. Segment ids
     are labelId*1000+k for things and labelId for stuff, as in Cityscapes' own ground truth.
+    ``scores`` (id map id -> confidence) adds a ``score`` to those segments (box AP ranks by it).
     """
     train_id, k = decode(id_map)
     void = id_map < 0
@@ -222,6 +225,8 @@ def to_cityscapes_panoptic(id_map: np.ndarray) -> tuple[np.ndarray, list[dict]]:
         info.append(
             {"id": int(sid), "category_id": label_id, "area": seg.area, "bbox": [x, y, w, h], "iscrowd": 0}
         )
+        if scores is not None and seg.id in scores:
+            info[-1]["score"] = float(scores[seg.id])
     return rgb, info
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -78,17 +79,17 @@ class CityscapesWriter:
         return self.semantic_dir / (image_id + SEMANTIC_SUFFIX)
 
     def add(self, image_id: str, file_name: str, id_map: np.ndarray, semantic: np.ndarray | None,
-            height: int | None = None, width: int | None = None) -> None:
+            height: int | None = None, width: int | None = None, scores: Mapping[int, float] | None = None) -> None:
         """``id_map``: HxW int32 panoptic ids (trainId*1000+k, -1 void); ``semantic``: HxW
         trainIds (255 void) or None to write no labelIds file; ``file_name``: the camera image's,
         for the json's images list. ``height``/``width`` of the camera image default to the id
-        map's."""
+        map's. ``scores``: id map id -> confidence, written as the segments' ``score``."""
         check_id_map(image_id, id_map)
         if semantic is not None and np.shape(semantic) != id_map.shape:
             raise ValueError(f"semantic map of {image_id} is {np.shape(semantic)}, its id map {id_map.shape}")
         if image_id in self._seen:
             raise ValueError(f"two predictions for image {image_id}")
-        png, segments = to_cityscapes_panoptic(id_map)
+        png, segments = to_cityscapes_panoptic(id_map, scores)
         write_png(self.panoptic_png(image_id), cv2.cvtColor(png, cv2.COLOR_RGB2BGR))
         if semantic is not None:
             if not self.semantic_dir.is_dir():  # made on first use: no empty folder where none is written

@@ -63,6 +63,30 @@ def _semantic_paths(args: argparse.Namespace) -> tuple[str, str] | None:
     return args.gt_semantic, args.pred_semantic
 
 
+def _box_ap50(gt_json: str, pred_json: str) -> dict | None:
+    """Box AP50 of the things when the predictions carry scores (`pisr-ros predict` writes them;
+    replay-eval's do not), printed; its JSON entry."""
+    import json
+
+    from pisr_ros.evaluation.box_ap import box_ap50
+
+    with open(gt_json) as f:
+        gt = json.load(f)
+    with open(pred_json) as f:
+        pred = json.load(f)
+    things = {c["id"]: c["name"] for c in gt["categories"] if c.get("isthing")}
+    scored = any("score" in s for a in pred["annotations"] for s in a["segments_info"] if s["category_id"] in things)
+    if not scored:
+        print("\nBox AP50: not computed, the predictions' thing segments carry no scores")
+        return None
+    ap = box_ap50(gt, pred)
+    print(f"\nBox AP50 of the things over {ap.num_images} images (percent; COCO's bbox AP at IoU 0.5):")
+    for c, v in sorted(ap.per_class.items()):
+        print(f"  {things[c]:<14} {100 * v:5.1f}")
+    print(f"  {'mean':<14} {100 * ap.mean:5.1f}")
+    return ap.as_dict(things)
+
+
 def main(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
@@ -80,6 +104,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"Panoptic quality over {ev.num_images} images (percent):")
         print(panoptic_quality.format_table(ev))
         out.update(ev.results)
+        box = _box_ap50(pan_paths[0], pan_paths[2])
+        if box is not None:
+            out["box_ap50"] = box
     if sem_paths is not None:
         from pisr_ros.evaluation import semantic  # OpenCV and its start-up only when needed
 

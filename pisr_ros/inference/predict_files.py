@@ -43,7 +43,8 @@ def write_predictions(predictor, images: list[tuple[str, Path]], out: str | Path
             t0 = time.perf_counter()
             result = predictor(rgb)
             seconds += time.perf_counter() - t0
-            writer.add(image_id, path.name, result.id_map, result.semantic_head)
+            writer.add(image_id, path.name, result.id_map, result.semantic_head,
+                       scores={seg.id: seg.score for seg in result.segments if seg.is_thing})
     finally:
         predictor.keep_semantic_head = keep
     done = len(images) - len(skipped)
