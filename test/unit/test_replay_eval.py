@@ -212,3 +212,26 @@ def test_images_without_labels(cs_root, bag, tmp_path, capsys):
     assert "1 of the 3 images" in err and "have no label" in err
     assert cli.main(["replay-eval", "--bag", str(bag), "--gt", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_example_borders_are_drawn_at_the_shown_size():
+    """A downscaled example keeps one closed border per object: colours area-averaged, borders
+    found on the downscaled ids. Borders drawn at full size and then sampled by a
+    nearest-neighbour downscale break into dots (the lattice the examples used to show)."""
+    import cv2
+
+    from pisr_ros.evaluation.replay import colorize_panoptic
+
+    ys, xs = np.mgrid[:1024, :2048]
+    ids = np.where((ys - 512) ** 2 + (xs - 1024) ** 2 <= 300 ** 2, 26001, 7)  # a car (a disk) on road
+    segments = [{"id": 7, "category_id": 7}, {"id": 26001, "category_id": 26}]
+    shown = (320, 640)
+
+    def rings(rgb):
+        white = np.all(rgb == 255, axis=-1).astype(np.uint8)
+        return cv2.connectedComponents(white, connectivity=8)[0] - 1, int(white.sum())
+
+    n, pixels = rings(colorize_panoptic(ids, segments, shown))
+    assert n == 1 and pixels > 2 * np.pi * 300 * 640 / 2048  # one closed border, round the whole disk
+    naive = cv2.resize(colorize_panoptic(ids, segments), (shown[1], shown[0]), interpolation=cv2.INTER_NEAREST)
+    assert rings(naive)[0] > 10  # the old way: a dotted border

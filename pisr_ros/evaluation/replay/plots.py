@@ -86,9 +86,11 @@ def _save(fig, path: Path) -> str:
     return str(path)
 
 
-def colorize_panoptic(ids: np.ndarray, segments: Iterable[Mapping]) -> np.ndarray:
+def colorize_panoptic(ids: np.ndarray, segments: Iterable[Mapping], size: tuple[int, int] | None = None) -> np.ndarray:
     """RGB picture of a panoptic PNG's ids: each segment in its class colour (labelId colours),
-    segment borders in white, void black."""
+    segment borders in white, void black. ``size`` (H, W), smaller than the ids: the colours are
+    area-averaged down to it and the borders drawn there, one pixel wide along the objects; a
+    nearest-neighbour downscale of full-size borders samples them into a dotted lattice."""
     cat_of = {int(s["id"]): int(s["category_id"]) for s in segments}
     keys = np.array(sorted(cat_of), dtype=np.int64)
     colors = np.zeros((len(keys) + 1, 3), np.uint8)
@@ -101,6 +103,9 @@ def colorize_panoptic(ids: np.ndarray, segments: Iterable[Mapping]) -> np.ndarra
     else:
         index = np.zeros(ids.shape, np.int64)
     rgb = colors[index]
+    if size is not None and tuple(size) != ids.shape[:2]:
+        rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        ids = cv2.resize(ids.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     edge = np.zeros(ids.shape, bool)
     edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
     edge[1:, :] |= ids[1:, :] != ids[:-1, :]
@@ -130,18 +135,18 @@ def write_examples(out_dir: Path, gt: GroundTruth | None, metrics: dict, example
         ann = gt.annotations[image_id]
         gt_ids = pq.read_panoptic_png(str(gt.folder / ann["file_name"])).astype(np.int64)
         pred_ids = pq.read_panoptic_png(str(pred_dir / PANOPTIC_DIR / (image_id + PANOPTIC_SUFFIX))).astype(np.int64)
-        panels = [("ground truth", colorize_panoptic(gt_ids, ann.get("segments_info", []))),
-                  (f"prediction (PQ {pct(per_frame.get(image_id))})", colorize_panoptic(pred_ids, pred_segments[image_id]))]
-        if bgr is not None:
-            panels.insert(0, ("image", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-        h, w = panels[-1][1].shape[:2]
+        h, w = pred_ids.shape
         scale = min(1.0, 640 / w)
+        shown = (round(h * scale), round(w * scale))  # each panel at the size it is drawn
+        panels = [("ground truth", colorize_panoptic(gt_ids, ann.get("segments_info", []), shown)),
+                  (f"prediction (PQ {pct(per_frame.get(image_id))})",
+                   colorize_panoptic(pred_ids, pred_segments[image_id], shown))]
+        if bgr is not None:
+            panels.insert(0, ("image", cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (shown[1], shown[0]),
+                                                  interpolation=cv2.INTER_AREA)))
         fig = Figure(figsize=(len(panels) * 6.4, 6.4 * h / w + 0.6))
         axes = fig.subplots(1, len(panels))
         for ax, (title, img) in zip(np.atleast_1d(axes), panels):
-            if scale < 1:
-                img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                                 interpolation=cv2.INTER_AREA if title == "image" else cv2.INTER_NEAREST)
             ax.imshow(img)
             ax.set_title(title)
             ax.axis("off")
