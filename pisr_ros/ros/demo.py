@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from pisr_ros import cli
+from pisr_ros.errors import UsageError
+from pisr_ros.inference.model_files import find_model, read_model_info
 from pisr_ros.ros.node_process import NodeProcess
 
 CAMERA = "/front"
@@ -183,8 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out/demo")
     parser.add_argument("--frames", type=int, default=20, help="synthetic scenes (default: 20)")
     parser.add_argument("--size", default="1024x2048", metavar="HxW")
-    parser.add_argument("--model", default="models/pd_light_pisr_residual_synth.pt")
+    parser.add_argument("--model", default="models/pd_light_pisr_residual_synth.pt",
+                        help="checkpoint (.pt) or ONNX file of either model family (default: the shipped PD+PISR)")
     args = parser.parse_args(argv)
+    try:  # before minutes of scene making, not after
+        read_model_info(str(find_model(args.model)))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     h, w = (int(v) for v in args.size.split("x"))
     t0 = time.monotonic()

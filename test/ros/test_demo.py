@@ -13,8 +13,24 @@ import pytest
 from pisr_ros.ros.demo import GridWatcher
 
 ROOT = Path(__file__).resolve().parents[2]
-# What the Makefile's demo target runs (DEMO_MODEL there).
+# What the Makefile's demo target runs (MODEL there).
 MODEL = ROOT / "models" / "pd_light_pisr_residual_synth.pt"
+
+
+def test_make_demo_takes_another_model():
+    def command(*args):
+        done = subprocess.run(["make", "-n", "demo", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return done.stdout.splitlines()[-1]
+
+    assert command().endswith("--model " + str(MODEL.relative_to(ROOT)))
+    assert command("MODEL=models/yolo.pt").endswith("--model models/yolo.pt")
+
+
+def test_demo_refuses_a_missing_model_before_making_scenes(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pisr_ros.ros.demo", "--out", str(tmp_path / "demo"),
+                           "--model", "no_such_model.pt"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no_such_model.pt" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "demo").exists()
 
 
 def test_grid_watcher_closes_without_a_traceback(monkeypatch):
@@ -28,13 +44,30 @@ def test_grid_watcher_closes_without_a_traceback(monkeypatch):
     assert [e.exc_type.__name__ for e in escaped] == []
 
 
+def yolo_checkpoint(path: Path) -> Path:
+    """An untrained YOLO-Panoptic at a small input: the other family, through every stage."""
+    import dataclasses
+
+    import torch
+
+    from pisr_ros.families import get_family
+    from pisr_ros.models.spec import load_spec, save_checkpoint
+
+    spec = dataclasses.replace(load_spec(ROOT / "config" / "models" / "yolo_panoptic_light.yaml"), input_size=(128, 256))
+    torch.manual_seed(0)
+    save_checkpoint(path, get_family("yolo_panoptic").build_model(spec), spec)
+    return path
+
+
 @pytest.mark.slow
-def test_demo_on_a_few_small_frames(tmp_path):
-    """The demo's code path as `make demo` runs it (its own DDS domain, the shipped model), on 3
-    frames of 256x512 instead of 20 of 1024x2048."""
+@pytest.mark.parametrize("family", ["panoptic_deeplab", "yolo_panoptic"])
+def test_demo_on_a_few_small_frames(tmp_path, family):
+    """The demo's code path as `make demo` runs it (its own DDS domain, the shipped model or an
+    untrained YOLO-Panoptic), on 3 frames of 256x512 instead of 20 of 1024x2048."""
     out = tmp_path / "demo"
+    model = MODEL if family == "panoptic_deeplab" else yolo_checkpoint(tmp_path / "yolo.pt")
     done = subprocess.run([sys.executable, "-m", "pisr_ros.ros.dds_domain", sys.executable, "-m", "pisr_ros.ros.demo",
-                           "--out", str(out), "--frames", "3", "--size", "256x512", "--model", str(MODEL)],
+                           "--out", str(out), "--frames", "3", "--size", "256x512", "--model", str(model)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
