@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-grid": ("pisr_ros.tools.bench_grid", "occupancy-grid update time on one 1024x2048 label image, with and without odometry"),
     "drive-demo": ("pisr_ros.tools.drive_demo", "a synthetic drive through the occupancy grid, drawn as one picture (docs/occupancy_grid_drive.png)"),
     "ablation-table": ("pisr_ros.tools.ablation_table", "the ablation table (and loss plot) of `pisr-ros train` run folders"),
+    "train-ranking": ("pisr_ros.training.train_ranking_cli", "OANet's spatial ranking module (merge: ranking) on top of a trained YOLO-Panoptic checkpoint, written into a copy of it"),
     "import-darknet": ("pisr_ros.models.import_darknet_cli", "pjreddie's Darknet weights (yolov3.weights, darknet53.conv.74) as a YOLO-Panoptic checkpoint to train from"),
 }
 

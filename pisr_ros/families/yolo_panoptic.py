@@ -5,7 +5,9 @@ and targets, and post-processing with the box-guided mask head (docs/yolo_panopt
 The mask head has weights but runs after the network, on the boxes NMS keeps: ``postprocessor``
 takes them from the torch network in memory, from a checkpoint's ``mask_head.*`` weights, or,
 for an ONNX file served alone, from its metadata (``MASK_HEAD_METADATA``, written by
-``onnx_metadata`` at export).
+``onnx_metadata`` at export). The spatial ranking module of ``merge: ranking`` (trained after the
+network by `pisr-ros train-ranking`) travels the same way: the checkpoint's ``spatial_ranking``
+entry, or ``RANKING_METADATA``; a model without it serves ``merge: heuristic`` only.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pisr_ros.postprocess.yolo_panoptic import YoloPanopticPostprocessor, YoloPa
 
 MASK_HEAD_METADATA = "pisr_ros.yolo_panoptic.mask_head"  # base64 of torch.save(mask head state_dict)
 MASK_HEAD_PREFIX = "mask_head."
+RANKING_METADATA = "pisr_ros.yolo_panoptic.spatial_ranking"  # base64 of torch.save(ranking state_dict)
 
 
 def encode_state(state: dict) -> str:
@@ -67,28 +70,51 @@ class YoloPanopticFamily:
         return BoxMaskHead(spec.mask_channels + 1, spec.mask_head_channels, spec.mask_head)
 
     def postprocessor(self, info, device, model=None) -> YoloPanopticPostprocessor:
-        """The post-processing callable with the mask head's weights (see the module docstring)."""
+        """The post-processing callable with the mask head's weights and, where the model file has
+        them, the spatial ranking module's (see the module docstring)."""
         spec = info.model_spec
+        stored = self._stored_weights(info)
+        ranking = self._ranking(info, spec, stored.get("ranking"))
         head = getattr(model, "mask_head", None) if model is not None else None
         if head is not None:
             if next(head.parameters()).dtype != torch.float32:  # a half-precision torch backend
                 head = copy.deepcopy(head).float()
-            return YoloPanopticPostprocessor(spec, head, device)
+            return YoloPanopticPostprocessor(spec, head, device, ranking, info.path.name)
         head = self._mask_head(spec)
-        state = self._stored_mask_head(info)
         try:
-            head.load_state_dict(state)
+            head.load_state_dict(stored["mask_head"])
         except RuntimeError as exc:
             raise UsageError(f"{info.path}: its mask head weights do not fit its spec ({exc}); export it again "
                              "with `pisr-ros export`") from exc
-        return YoloPanopticPostprocessor(spec, head, device)
+        return YoloPanopticPostprocessor(spec, head, device, ranking, info.path.name)
 
-    def _stored_mask_head(self, info) -> dict:
+    def _ranking(self, info, spec, state):
+        from pisr_ros.models.yolo_panoptic.spatial_ranking import load_ranking
+
+        if state is None:
+            return None
+        try:
+            return load_ranking(state, spec.num_things, spec.ranking.kernel, str(info.path))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+
+    def _stored_weights(self, info) -> dict:
+        """{"mask_head": state, "ranking": state or None} from the model file (nothing for a model
+        in memory, whose mask head the caller has and which has no ranking module)."""
         if info.kind == "checkpoint":
             from pisr_ros.models.spec import read_checkpoint
+            from pisr_ros.models.yolo_panoptic.spatial_ranking import CHECKPOINT_KEY, ranking_state
 
-            weights = read_checkpoint(info.path)["state_dict"]
-            return {k[len(MASK_HEAD_PREFIX):]: v for k, v in weights.items() if k.startswith(MASK_HEAD_PREFIX)}
+            ckpt = read_checkpoint(info.path)
+            weights = ckpt["state_dict"]
+            ranking = None
+            if CHECKPOINT_KEY in ckpt:
+                try:
+                    ranking = ranking_state(ckpt[CHECKPOINT_KEY], str(info.path))
+                except ValueError as exc:
+                    raise UsageError(str(exc)) from exc
+            return {"mask_head": {k[len(MASK_HEAD_PREFIX):]: v for k, v in weights.items()
+                                  if k.startswith(MASK_HEAD_PREFIX)}, "ranking": ranking}
         if info.kind == "onnx":
             import onnx
 
@@ -96,17 +122,34 @@ class YoloPanopticFamily:
             if MASK_HEAD_METADATA not in meta:
                 raise UsageError(f"{info.path} has no mask head weights in its metadata ({MASK_HEAD_METADATA}); "
                                  "export it again with `pisr-ros export --model CHECKPOINT.pt --out FILE.onnx`")
-            try:
-                return decode_state(meta[MASK_HEAD_METADATA])
-            except Exception as exc:  # noqa: BLE001 - base64/zip/unpickler errors of a damaged entry
-                raise UsageError(f"{info.path}: its mask head metadata cannot be read ({type(exc).__name__}); "
-                                 "export it again with `pisr-ros export`") from exc
+            out = {"ranking": None}
+            for key, name, what in ((MASK_HEAD_METADATA, "mask_head", "mask head"),
+                                    (RANKING_METADATA, "ranking", "spatial ranking")):
+                if key not in meta:
+                    continue
+                try:
+                    out[name] = decode_state(meta[key])
+                except Exception as exc:  # noqa: BLE001 - base64/zip/unpickler errors of a damaged entry
+                    raise UsageError(f"{info.path}: its {what} metadata cannot be read ({type(exc).__name__}); "
+                                     "export it again with `pisr-ros export`") from exc
+            return out
+        if info.kind == "module":
+            return {"ranking": None}
         raise UsageError(f"{info.path}: YOLO-Panoptic's mask head weights come from a checkpoint or an ONNX file "
                          "exported by `pisr-ros export`")
 
-    def onnx_metadata(self, model, spec) -> dict[str, str]:
-        """Extra ONNX metadata: the mask head's weights, which are not part of the graph."""
-        return {MASK_HEAD_METADATA: encode_state(model.mask_head.state_dict())}
+    def onnx_metadata(self, model, spec, checkpoint: dict | None = None) -> dict[str, str]:
+        """Extra ONNX metadata: the mask head's weights, which are not part of the graph, and the
+        spatial ranking module's where ``checkpoint`` (the exported file's dict) has them."""
+        from pisr_ros.models.yolo_panoptic.spatial_ranking import CHECKPOINT_KEY, ranking_state
+
+        meta = {MASK_HEAD_METADATA: encode_state(model.mask_head.state_dict())}
+        if checkpoint is not None and CHECKPOINT_KEY in checkpoint:
+            try:
+                meta[RANKING_METADATA] = encode_state(ranking_state(checkpoint[CHECKPOINT_KEY], "the checkpoint"))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+        return meta
 
     def postprocess(self, heads, input_size, settings):
         raise UsageError("YOLO-Panoptic's post-processing needs its mask head's weights: "

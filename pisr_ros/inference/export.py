@@ -37,9 +37,11 @@ def output_names(spec) -> list[str]:
 
 
 def export_onnx(model: torch.nn.Module, spec, out: str | Path, size: tuple[int, int],
-                opset: int = DEFAULT_OPSET, source_sha256: str = "", postprocess: dict | None = None) -> None:
+                opset: int = DEFAULT_OPSET, source_sha256: str = "", postprocess: dict | None = None,
+                checkpoint: dict | None = None) -> None:
     """Write ``model`` (in eval mode, on the CPU) as ONNX for input ``size`` (H, W), with the spec
-    and the settings tuned for the model (``postprocess``) in its metadata."""
+    and the settings tuned for the model (``postprocess``) in its metadata; ``checkpoint``: the
+    dict of the file exported, for a family that stores more of it there (``onnx_metadata``)."""
     import onnx
 
     if len(size) != 2 or min(int(v) for v in size) < 32:
@@ -64,7 +66,7 @@ def export_onnx(model: torch.nn.Module, spec, out: str | Path, size: tuple[int, 
     # stores them here, so that the .onnx can be served alone.
     extra = getattr(family_of(spec), "onnx_metadata", None)
     if extra is not None:
-        meta += sorted(extra(model, spec).items())
+        meta += sorted(extra(model, spec, checkpoint).items())
     for key, value in meta:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -78,8 +80,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, size: tuple[int, 
     from pisr_ros.models.spec import load_checkpoint, read_checkpoint
 
     model, spec = load_checkpoint(checkpoint)
-    postprocess = read_checkpoint(checkpoint).get(CHECKPOINT_POSTPROCESS)
-    export_onnx(model, spec, out, tuple(size or spec.input_size), opset, sha256_of(checkpoint), postprocess)
+    ckpt = read_checkpoint(checkpoint)
+    export_onnx(model, spec, out, tuple(size or spec.input_size), opset, sha256_of(checkpoint),
+                ckpt.get(CHECKPOINT_POSTPROCESS), ckpt)
     return model, spec
 
 

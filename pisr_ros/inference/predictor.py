@@ -93,6 +93,11 @@ class Predictor:
         make = getattr(self.family, "postprocessor", None)
         self._postprocess = (make(info, self.device, getattr(backend, "model", None)) if make is not None
                              else self.family.postprocess)
+        reason = self.settings_problem(self.postprocess)
+        if reason:
+            from pisr_ros.errors import UsageError
+
+            raise UsageError(f"{info.path.name}: {reason}")
         self.keep_confidence = keep_confidence
         self.keep_semantic_head = keep_semantic_head
         self.profile = profile
@@ -132,6 +137,13 @@ class Predictor:
         names = tuple(o.name for o in family_of(spec).outputs(spec))
         backend = TorchBackend(model, tuple(input_size or info.input_size), names, device)
         return cls(backend, info, postprocess, keep_semantic_head=keep_semantic_head)
+
+    def settings_problem(self, cfg) -> str | None:
+        """Why this model cannot be post-processed with settings ``cfg``, which its family's
+        declaration accepts (YOLO-Panoptic's ``merge: ranking`` without the ranking weights), or
+        None. The node asks before it takes a new parameter value."""
+        check = getattr(self._postprocess, "problem", None)
+        return check(cfg) if check is not None else None
 
     # ------------------------------------------------------------------------------ stages
     def _sync(self) -> None:

@@ -2,7 +2,9 @@
 mask head on the boxes kept, masks pasted onto the semantic head's grid, and the heuristic merge
 of the thesis (section 3.4.1):
 
-1. overlaps between instances go to the instance with the higher objectness score;
+1. overlaps between instances go to the instance with the higher objectness score (``merge:
+   heuristic``), or with the higher ranking score of OANet's spatial ranking module (``merge:
+   ranking``, ``pisr_ros.models.yolo_panoptic.spatial_ranking``; its weights come with the model);
 2. instances win over stuff (and over the semantic head's thing pixels: thing pixels that no
    instance claims become void, as no instance id can be given to them);
 3. stuff classes left with fewer than ``stuff_area`` pixels (scaled from 1024x2048 to the grid)
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pisr_ros import settings
+from pisr_ros.errors import UsageError
 from pisr_ros.models.yolo_panoptic.boxes import box_iou, decode_boxes, head_view
 from pisr_ros.panoptic import LABEL_DIVISOR, VOID_ID
 from pisr_ros.settings import setting
@@ -30,6 +33,7 @@ from pisr_ros.taxonomy import IS_THING
 FULL_RESOLUTION_AREA = 1024 * 2048
 SEMANTIC_STRIDE = 4
 CANDIDATES = 1000  # the most confident boxes NMS considers per image (YOLOv3's implementations: 300-1000)
+MERGES = ("heuristic", "ranking")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class YoloPanopticSettings:
                                     "probability is at least this.", range=(0.0, 1.0))
     stuff_area: int = setting(2048, "Stuff segments smaller than this many pixels (at 1024x2048) become void.",
                               range=(0, FULL_RESOLUTION_AREA))
+    merge: str = setting(MERGES[0], "Who gets a pixel two instances claim: heuristic, the higher objectness "
+                         "(the thesis); ranking, the higher score of OANet's spatial ranking module (its weights "
+                         "come from pisr-ros train-ranking).", choices=MERGES)
     reference_area: int = FULL_RESOLUTION_AREA
     label_divisor: int = LABEL_DIVISOR
     void_id: int = VOID_ID
@@ -141,9 +148,12 @@ def paste_masks(mask_logits: torch.Tensor, boxes: torch.Tensor, grid: tuple[int,
 
 
 def merge(semantic_logits: torch.Tensor, masks: torch.Tensor, objectness: torch.Tensor, scores: torch.Tensor,
-          train_ids: torch.Tensor, cfg: YoloPanopticSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          train_ids: torch.Tensor, cfg: YoloPanopticSettings,
+          order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One image: (id map, confidence, semantic argmax) on the grid of ``semantic_logits``
-    (C, h, w) from the instances' 0/1 ``masks`` (K, h, w), most confident first."""
+    (C, h, w) from the instances' 0/1 ``masks`` (K, h, w), most confident first. A pixel several
+    masks cover goes to the highest ``order`` (default: ``objectness``, the heuristic; the
+    ranking merge passes the ranking scores), the most confident of those on a tie."""
     c, h, w = semantic_logits.shape
     prob, sem = semantic_logits.float().softmax(0).max(0)
     is_thing = torch.as_tensor(IS_THING, device=sem.device)[sem]
@@ -156,8 +166,10 @@ def merge(semantic_logits: torch.Tensor, masks: torch.Tensor, objectness: torch.
     ids = torch.where(keep_stuff, sem.int() * cfg.label_divisor, torch.full_like(sem, cfg.void_id, dtype=torch.int32))
     confidence = prob
     if k:
-        # Each pixel goes to the instance with the highest objectness among those covering it.
-        claim = torch.where(masks.bool(), objectness.float()[:, None, None], torch.full_like(masks, -1.0, dtype=torch.float32))
+        # Each pixel goes to the instance with the highest order among those covering it (argmax
+        # takes the first of equal values: the more confident one).
+        rank = (objectness if order is None else order).float()
+        claim = torch.where(masks.bool(), rank[:, None, None], torch.full_like(masks, -1.0, dtype=torch.float32))
         owner = claim.argmax(0)
         pixels = torch.bincount(owner[has], minlength=k)
         present = pixels > 0
@@ -170,18 +182,40 @@ def merge(semantic_logits: torch.Tensor, masks: torch.Tensor, objectness: torch.
     return ids.int(), confidence.float(), sem
 
 
-class YoloPanopticPostprocessor:
-    """The family's post-processing with the mask head's weights: a callable
-    ``(heads, input_size, settings) -> YoloPanopticBatch`` for the Predictor."""
+@dataclass
+class FrameInstances:
+    """One image's instances before the merge, most confident first."""
 
-    def __init__(self, spec, mask_head: torch.nn.Module, device):
+    detections: Detections
+    masks: torch.Tensor  # (K, h, w) 0/1 float on the semantic grid
+    train_ids: torch.Tensor  # (K,) trainIds
+
+
+class YoloPanopticPostprocessor:
+    """The family's post-processing with the mask head's weights (and, for ``merge: ranking``,
+    the spatial ranking module's): a callable ``(heads, input_size, settings) -> YoloPanopticBatch``
+    for the Predictor. ``source`` names where the weights came from, for messages."""
+
+    def __init__(self, spec, mask_head: torch.nn.Module, device, ranking: torch.nn.Module | None = None,
+                 source: str = "the model"):
         self.spec = spec
         self.mask_head = mask_head.to(device).eval()
+        self.ranking = ranking.to(device).eval() if ranking is not None else None
+        self.source = source
         self.anchors = torch.tensor(spec.anchors, dtype=torch.float32, device=device)
         self.train_ids = torch.tensor(spec.thing_ids, dtype=torch.long, device=device)
 
+    def problem(self, cfg: YoloPanopticSettings) -> str | None:
+        """Why these weights cannot post-process with ``cfg``, or None."""
+        if cfg.merge == "ranking" and self.ranking is None:
+            return (f"merge: ranking needs the spatial ranking module's weights, which {self.source} does not "
+                    "hold; train them on top of this checkpoint with `pisr-ros train-ranking --model CHECKPOINT.pt "
+                    "--data ROOT --out RANKED.pt` (then export that file for ONNX), or use merge: heuristic")
+        return None
+
     @torch.no_grad()
-    def __call__(self, heads: dict, input_size, cfg: YoloPanopticSettings) -> YoloPanopticBatch:
+    def instances(self, heads: dict, cfg: YoloPanopticSettings) -> list[FrameInstances]:
+        """Per image: the detections NMS keeps and their masks on the semantic grid."""
         from pisr_ros.models.yolo_panoptic.network import mask_head_input
 
         semantic, features = heads["semantic"].float(), heads["mask_features"].float()
@@ -191,7 +225,6 @@ class YoloPanopticPostprocessor:
         for boxes, scores, obj, cls in found:
             keep = class_nms(boxes, scores, cls, cfg.nms_iou)[: cfg.max_detections]
             dets.append(Detections(boxes[keep], scores[keep], obj[keep], cls[keep]))
-        n = semantic.shape[0]
         batch_index = torch.cat([torch.full((len(d.scores),), i, dtype=torch.long, device=semantic.device)
                                  for i, d in enumerate(dets)])
         boxes = torch.cat([d.boxes for d in dets])
@@ -199,12 +232,24 @@ class YoloPanopticPostprocessor:
         crops = mask_head_input(features, semantic, boxes, batch_index, train_ids, self.mask_head.crop,
                                 SEMANTIC_STRIDE)
         logits = self.mask_head(crops) if boxes.shape[0] else crops[:, :1]
-        masks = paste_masks(logits, boxes, grid, SEMANTIC_STRIDE) >= cfg.mask_threshold
+        masks = (paste_masks(logits, boxes, grid, SEMANTIC_STRIDE) >= cfg.mask_threshold).float()
+        return [FrameInstances(d, masks[batch_index == i], train_ids[batch_index == i]) for i, d in enumerate(dets)]
+
+    @torch.no_grad()
+    def __call__(self, heads: dict, input_size, cfg: YoloPanopticSettings) -> YoloPanopticBatch:
+        from pisr_ros.models.yolo_panoptic.spatial_ranking import ranking_scores
+
+        reason = self.problem(cfg)
+        if reason:
+            raise UsageError(reason)
+        semantic = heads["semantic"].float()
+        frames = self.instances(heads, cfg)
         ids, conf, sems = [], [], []
-        for i, d in enumerate(dets):
-            mine = batch_index == i
-            a, b, s = merge(semantic[i], masks[mine].float(), d.objectness, d.scores, train_ids[mine], cfg)
+        for i, f in enumerate(frames):
+            d = f.detections
+            order = ranking_scores(self.ranking, f.masks, d.classes) if cfg.merge == "ranking" else None
+            a, b, s = merge(semantic[i], f.masks, d.objectness, d.scores, f.train_ids, cfg, order)
             ids.append(a)
             conf.append(b)
             sems.append(s)
-        return YoloPanopticBatch(torch.stack(ids), torch.stack(conf), torch.stack(sems), dets)
+        return YoloPanopticBatch(torch.stack(ids), torch.stack(conf), torch.stack(sems), [f.detections for f in frames])

@@ -175,7 +175,11 @@ class PanopticNode(Node):
         # values tuned into the model file; a params file or -p overrides them here.
         self.settings_params = settings_params(predictor.postprocess)
         values.update(declare(self, self.settings_params))
-        predictor.postprocess = replace(predictor.postprocess, **{n: values[n] for n in self.settings_params.names()})
+        chosen = replace(predictor.postprocess, **{n: values[n] for n in self.settings_params.names()})
+        reason = predictor.settings_problem(chosen)
+        if reason:
+            raise StartError(f"{path.name}: {reason}")
+        predictor.postprocess = chosen
         return predictor
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -184,8 +188,14 @@ class PanopticNode(Node):
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
         values = dict(self.params, **{p.name: p.value for p in params})
+        chosen = self._settings_of(values)
+        # A value the declaration allows that this model file cannot serve (merge: ranking
+        # without the ranking module's weights) is refused here, not on every frame.
+        reason = self.predictor.settings_problem(chosen)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
         # One assignment of a new settings object: the inference thread sees the old or the new one.
-        self.predictor.postprocess = self._settings_of(values)
+        self.predictor.postprocess = chosen
         self.params = values
         return SetParametersResult(successful=True)
 

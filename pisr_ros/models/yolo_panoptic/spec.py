@@ -50,6 +50,17 @@ class YoloLossSpec:
 
 
 @dataclass(frozen=True)
+class RankingSpec:
+    """OANet's spatial ranking module (``merge: ranking``, docs/yolo_panoptic.md): the side of its
+    separable large kernel (k x 1 then 1 x k), in cells of the stride-4 grid the masks are pasted
+    on. OANet's table 5: 7 (its largest) beat 3 and 1 on COCO at full resolution; on our stride-4
+    grid 15 cells span 60 input pixels. Its weights are not part of the network: `pisr-ros
+    train-ranking` writes them into the checkpoint beside it."""
+
+    kernel: int = 15
+
+
+@dataclass(frozen=True)
 class YoloPanopticSpec(SpecBase):
     family: str = "yolo_panoptic"
     name: str = "yolo_panoptic_light"
@@ -74,6 +85,7 @@ class YoloPanopticSpec(SpecBase):
     mask_head: str = "deep"  # "deep" (20x20 crop, two 3x3 + ReLU6, 3x3, 1x1) or "shallow" (40x40, 3x3, 1x1)
     mask_head_channels: int = 32
     loss: YoloLossSpec = field(default_factory=YoloLossSpec)
+    ranking: RankingSpec = field(default_factory=RankingSpec)
 
     def __post_init__(self):
         problems = yolo_spec_problems(self)
@@ -116,6 +128,9 @@ def yolo_spec_problems(spec: YoloPanopticSpec) -> list[str]:
         out.append(f"loss.box_loss must be one of {', '.join(BOX_LOSSES)}, not {spec.loss.box_loss!r}")
     if not spec.ppm_bins or any(not isinstance(b, int) or b < 1 for b in spec.ppm_bins):
         out.append(f"ppm_bins must be positive whole numbers, not {_plain(spec.ppm_bins)!r}")
+    kernel = spec.ranking.kernel
+    if not (isinstance(kernel, int) and not isinstance(kernel, bool) and kernel >= 1 and kernel % 2 == 1):
+        out.append(f"ranking.kernel must be an odd positive whole number (the kernel is centred), not {kernel!r}")
     for name in ("semantic_channels", "mask_channels", "mask_head_channels"):
         if not isinstance(getattr(spec, name), int) or getattr(spec, name) < 1:
             out.append(f"{name} must be a positive whole number, not {getattr(spec, name)!r}")
