@@ -19,8 +19,10 @@ MODEL = ROOT / "models" / "pd_light_pisr_residual_synth.pt"
 
 def test_make_demo_takes_another_model():
     def command(*args):
-        done = subprocess.run(["make", "-n", "demo", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
-        return done.stdout.splitlines()[-1]
+        # Under `make test` this make is nested and prints "Entering directory" lines too.
+        done = subprocess.run(["make", "--no-print-directory", "-n", "demo", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        return next(line for line in done.stdout.splitlines() if "pisr_ros.ros.demo" in line)
 
     assert command().endswith("--model " + str(MODEL.relative_to(ROOT)))
     assert command("MODEL=models/yolo.pt").endswith("--model models/yolo.pt")

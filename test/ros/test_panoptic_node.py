@@ -455,6 +455,28 @@ def _offline_predictor(**settings):
     return predictor
 
 
+def test_the_node_starts_with_the_settings_tuned_into_its_model(ros_node, spin_until, raw_node):
+    """No params file value set: each post-processing parameter is what `tune-postprocess`
+    stored in the shipped model, not the library's default."""
+    import torch
+    from rcl_interfaces.srv import GetParameters
+
+    from pisr_ros.inference.model_files import find_model
+    from pisr_ros.postprocess.panoptic_deeplab import PanopticDeepLabSettings
+
+    stored = torch.load(str(find_model("pd_light_pisr_residual_synth.pt")), weights_only=True)["postprocess"]["cpu"]
+    defaults = PanopticDeepLabSettings()
+    assert any(getattr(defaults, k) != v for k, v in stored.items())  # else this proves nothing
+    client = ros_node.create_client(GetParameters, raw_node.topic("panoptic_node/get_parameters"))
+    assert client.wait_for_service(timeout_sec=20)
+    names = sorted(stored)
+    future = client.call_async(GetParameters.Request(names=names))
+    assert spin_until(future.done, 20)
+    got = {n: (v.double_value if v.type == ParameterType.PARAMETER_DOUBLE else v.integer_value)
+           for n, v in zip(names, future.result().values)}
+    assert got == pytest.approx(stored), (got, stored)
+
+
 def test_runtime_parameters_are_validated(ros_node, spin_until, raw_node, frame_bgr):
     assert not (r := _set(ros_node, spin_until, raw_node, "center_threshold", 2.0)).successful and "0.0" in r.reason
     assert not (r := _set(ros_node, spin_until, raw_node, "nms_kernel", 4)).successful and "odd" in r.reason
