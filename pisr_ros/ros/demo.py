@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             draw_grid(watcher.grid, watcher.semantic, out / "grid.png")
             grid_png = "grid.png"
         else:
-            print("note: no occupancy grid arrived; grid.png not written", file=sys.stderr)
+            print("note: no occupancy grid arrived; grid.png not written. occupancy_grid_node's log:\n"
+                  + grid_node.output()[-1500:], file=sys.stderr)
     finally:
         watcher.close()
         grid_node.stop()
