@@ -27,7 +27,8 @@ def model(request):
 
 
 # Training runs in progress, committed so that the next session resumes them: file -> its spec.
-RESUME = {"pd_light_base_synth.resume.pt": "pd_light_base.yaml"}
+RESUME = {"pd_light_base_synth.resume.pt": "pd_light_base.yaml",
+          "yolo_panoptic_light_synth.resume.pt": "yolo_panoptic_light.yaml"}
 
 
 def test_every_shipped_checkpoint_is_tested():
