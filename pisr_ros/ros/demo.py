@@ -30,6 +30,7 @@ CAMERA = "/front"
 # the projection of a scene drawn with other values is off by up to ~25 % in range.
 NOMINAL_FOCAL = 1.075
 NOMINAL_HORIZON = 0.43
+CONNECT_TIMEOUT_S = 120.0  # model loading and discovery, on a busy 2-core machine
 
 
 def camera_info(width: int, height: int):
@@ -46,13 +47,15 @@ def camera_info(width: int, height: int):
 
 
 class GridWatcher:
-    """A node of its own (own context, own thread): publishes the camera's CameraInfo and keeps
-    the latest grid and semantic grid that occupancy_grid_node publishes."""
+    """A node of its own (own context, own thread): publishes the camera's CameraInfo, keeps
+    the latest grid and semantic grid that occupancy_grid_node publishes, and the two nodes'
+    latest /diagnostics values."""
 
     def __init__(self, width: int, height: int):
         import rclpy
         from nav_msgs.msg import OccupancyGrid
         from rclpy.executors import SingleThreadedExecutor
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
 
@@ -61,8 +64,9 @@ class GridWatcher:
         self.node = rclpy.create_node("demo_grid_watcher", context=self.context)
         self.grid = self.semantic = None
         self.grids = 0
+        self.diagnostics: dict[str, dict[str, str]] = {}  # node name -> its latest values
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        pub = self.node.create_publisher(CameraInfo, f"{CAMERA}/camera_info", qos)
+        self.info_pub = pub = self.node.create_publisher(CameraInfo, f"{CAMERA}/camera_info", qos)
         info = camera_info(width, height)
 
         def tick():
@@ -72,6 +76,7 @@ class GridWatcher:
         self.node.create_timer(0.2, tick)
         self.node.create_subscription(OccupancyGrid, f"{CAMERA}/panoptic/grid", self._on_grid, qos)
         self.node.create_subscription(Image, f"{CAMERA}/panoptic/semantic_grid", self._on_semantic, qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
@@ -85,14 +90,31 @@ class GridWatcher:
     def _on_semantic(self, msg):
         self.semantic = msg
 
-    def wait_for_grid_node(self, timeout: float) -> bool:
-        """Until occupancy_grid_node is up: it publishes the grid and takes our CameraInfo (a
-        bag played at --rate max is over before a node that is still importing sees a frame)."""
+    def _on_diagnostics(self, msg):
+        for st in msg.status:
+            self.diagnostics[st.name.split(":")[0]] = {kv.key: kv.value for kv in st.values}
+
+    def _count(self, node: str, key: str) -> int:
+        return int(self.diagnostics.get(f"{CAMERA}/{node}", {}).get(key, 0))
+
+    def connected(self) -> bool:
+        """panoptic_node's semantic labels reach occupancy_grid_node, and our CameraInfo does.
+
+        Both ends are asked (through their /diagnostics), because both must have matched the
+        other: a best-effort reader takes nothing from a writer it has not matched, and a writer
+        sends nothing to a reader it has not. A 3-frame bag at --rate max is over within a second,
+        and on this machine discovery between two nodes that started seconds apart took longer
+        than that in most runs (the grid then saw no frame at all)."""
+        return (self._count("panoptic_node", "subscribers_semantic") > 0
+                and self._count("occupancy_grid_node", "input_publishers") > 0
+                and self.info_pub.get_subscription_count() > 0)
+
+    def wait_until_connected(self, timeout: float, panoptic: NodeProcess) -> bool:
+        """False when the time is up or panoptic_node has exited."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (self.node.count_publishers(f"{CAMERA}/panoptic/grid") > 0
-                    and self.node.count_subscribers(f"{CAMERA}/camera_info") > 0):
-                time.sleep(1.0)  # a few CameraInfo ticks reach it before the first frame
+        while time.monotonic() < deadline and panoptic.running():
+            if self.connected():
+                time.sleep(0.5)  # a few CameraInfo ticks reach the grid node before the first frame
                 return True
             time.sleep(0.1)
         return False
@@ -208,14 +230,24 @@ def main(argv: list[str] | None = None) -> int:
     if cli.main(["make-bag", "--images", str(out / "data" / "leftImg8bit" / "val"), "--out", str(out / "bag"),
                  "--topic", f"{CAMERA}/image_raw", "--rate", "10", "--force"]):
         return 1
-    step("occupancy_grid_node, then the bag live through panoptic_node")
+    step("occupancy_grid_node and panoptic_node, then the bag live through them")
     grid_node = NodeProcess("occupancy_grid_node", CAMERA)
+    # Started here rather than by replay-eval, so that the bag plays only once the two nodes have
+    # found each other; replay-eval attaches to it. Its settings are the ones replay-eval gives
+    # a node it starts: the model's tuned post-processing, loss-free input.
+    panoptic = NodeProcess("panoptic_node", CAMERA, {"model": str(find_model(args.model)), "input_transport": "raw",
+                                                     "reliability": "reliable"})
     watcher = GridWatcher(w, h)
     try:
-        if not watcher.wait_for_grid_node(60):
-            print("note: occupancy_grid_node did not come up within 60 s; the grid may be missing", file=sys.stderr)
-        code = cli.main(["replay-eval", "--live", "--rate", "max", "--bag", str(out / "bag"), "--gt", str(out / "data"),
-                         "--camera", CAMERA, "--model", args.model, "--overlays", "3", "--out", str(out / "live")])
+        if not watcher.wait_until_connected(CONNECT_TIMEOUT_S, panoptic) and not panoptic.running():
+            print(f"error: panoptic_node exited (status {panoptic.proc.returncode}):\n{panoptic.output()[-2000:]}",
+                  file=sys.stderr)
+            return 1
+        if not watcher.connected():
+            print(f"note: panoptic_node and occupancy_grid_node were not connected within {CONNECT_TIMEOUT_S:.0f} s; "
+                  f"the grid may be missing (their diagnostics: {watcher.diagnostics})", file=sys.stderr)
+        code = cli.main(["replay-eval", "--live", "--attach", "--rate", "max", "--bag", str(out / "bag"),
+                         "--gt", str(out / "data"), "--camera", CAMERA, "--overlays", "3", "--out", str(out / "live")])
         deadline = time.monotonic() + 10
         while watcher.grid is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -228,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                   + grid_node.output()[-1500:], file=sys.stderr)
     finally:
         watcher.close()
+        panoptic.stop()
         grid_node.stop()
     if code:
         return code

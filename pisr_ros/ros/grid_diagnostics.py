@@ -1,5 +1,5 @@
 """What occupancy_grid_node reports on /diagnostics: rates, update time, refused inputs by
-reason and odometry gaps.
+reason, label images lost in transport and odometry gaps.
 
 One DiagnosticStatus per report. Its level is WARN while inputs are being refused or odometry
 has gaps (counted since the report before, so the status recovers once the input is good
@@ -24,6 +24,8 @@ REFUSALS = {
     "odometry_nonfinite": "odometry messages with a non-finite pose",
     "odometry_invalid": "odometry messages with a zero quaternion",
 }
+#: Everything the status warns about while it keeps happening.
+PROBLEMS = {**REFUSALS, "lost": "label images lost in transport", "odometry_gaps": "odometry gaps"}
 UPDATE_WINDOW = 100  # frames over which the update time is summarised
 
 
@@ -58,7 +60,7 @@ class GridHealth:
 
     def status(self, name: str, counts: Counter[str], extra: dict[str, str]) -> DiagnosticStatus:
         """The report now; ``counts``: the node's totals (frames, published, refusals by reason,
-        odometry_gaps)."""
+        lost, odometry_gaps)."""
         now = time.monotonic()
         updates = np.asarray(self._updates) * 1e3
         values = {
@@ -68,17 +70,18 @@ class GridHealth:
             "update_p90_ms": float(np.percentile(updates, 90)) if updates.size else float("nan"),
             "update_max_ms": float(updates.max()) if updates.size else float("nan"),
             "label_images": counts["frames"],
+            "label_images_lost": counts["lost"],
             "grids_published": counts["published"],
             **{f"refused_{reason}": counts[reason] for reason in REFUSALS},
             "odometry_messages": counts["odometry"],
             "odometry_gaps": counts["odometry_gaps"],
             "odometry_max_gap_s": self.max_odometry_gap,
         }
-        new = {reason: counts[reason] - self._reported[reason] for reason in (*REFUSALS, "odometry_gaps")}
+        new = {reason: counts[reason] - self._reported[reason] for reason in PROBLEMS}
         self._reported = Counter({reason: counts[reason] for reason in new})
         self.max_odometry_gap = 0.0
         message = f"{values['output_rate_hz']:.1f} Hz grids, update p50 {values['update_p50_ms']:.1f} ms"
-        problems = [f"{n} {REFUSALS.get(reason, 'odometry gaps')}" for reason, n in new.items() if n]
+        problems = [f"{n} {PROBLEMS[reason]}" for reason, n in new.items() if n]
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         if problems:
             message += " since the last report: " + ", ".join(problems)

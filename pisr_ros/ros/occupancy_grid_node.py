@@ -29,6 +29,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -140,7 +141,11 @@ class OccupancyGridNode(Node):
         self.grid_pub = self.create_publisher(OccupancyGrid, "panoptic/grid", OUT_QOS)
         self.semantic_pub = self.create_publisher(Image, "panoptic/semantic_grid", OUT_QOS)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
-        self.create_subscription(Image, "panoptic/semantic", self._on_labels, SENSOR_QOS)
+        # Matches are logged and publishers counted in /diagnostics: a grid that never updates
+        # because no publisher was ever matched looks, from outside, like one that gets no frames.
+        events = SubscriptionEventCallbacks(matched=self._on_matched, message_lost=self._on_lost)
+        self.labels_sub = self.create_subscription(Image, "panoptic/semantic", self._on_labels, SENSOR_QOS,
+                                                   event_callbacks=events)
         if self.config["use_odom"]:
             self.create_subscription(Odometry, "odom", self._on_odometry, ODOM_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -176,6 +181,15 @@ class OccupancyGridNode(Node):
             self.get_logger().warning(problem)
 
     # ------------------------------------------------------------------ input
+    def _on_matched(self, info) -> None:
+        self.get_logger().info(f"{info.current_count} publisher(s) of {self.labels_sub.topic_name} matched")
+
+    def _on_lost(self, info) -> None:
+        # Best effort: a label image with a fragment missing never arrives; the reader sees the gap.
+        self.stats["lost"] += info.total_count_change
+        self.get_logger().warning(f"{self.stats['lost']} label images lost in transport so far (best-effort "
+                                  f"{self.labels_sub.topic_name})", throttle_duration_sec=LOG_EVERY_S)
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._info = msg
 
@@ -313,7 +327,8 @@ class OccupancyGridNode(Node):
         layout = self.config.layout()
         extra = {"mode": "odometry" if self.config["use_odom"] else "ego",
                  "grid": f"{layout.width}x{layout.height} cells of {layout.resolution} m",
-                 "input_topic": self.resolve_topic_name("panoptic/semantic")}
+                 "input_topic": self.labels_sub.topic_name,
+                 "input_publishers": str(self.labels_sub.get_publisher_count())}
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [self.health.status(f"{self.get_fully_qualified_name()}: occupancy grid", self.stats, extra)]

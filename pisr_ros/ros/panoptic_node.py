@@ -327,6 +327,11 @@ class PanopticNode(Node):
         extra = {"backend": self.predictor.backend.name, "device": str(self.predictor.device),
                  "model": str(self.predictor.info.path), "input_topic": self.sub.topic_name,
                  "network_input": "x".join(map(str, self.predictor.input_size))}
+        # Who is matched to each output: a viewer or a grid node that shows nothing may simply
+        # not have been discovered yet (and the overlay is drawn only while somebody subscribes).
+        for name, pub in (("labels", self.pub_labels), ("semantic", self.pub_semantic),
+                          ("instances", self.pub_instances), ("overlay", self.pub_overlay)):
+            extra[f"subscribers_{name}"] = str(pub.get_subscription_count())
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status(f"{self.get_fully_qualified_name()}: panoptic segmentation", snap, extra)]

@@ -279,6 +279,7 @@ def test_diagnostics_report_rates_update_time_refusals_and_odometry_gaps(ros_nod
     assert int(v["odometry_gaps"]) >= 1 and int(v["odometry_messages"]) >= 3
     assert float(v["update_p50_ms"]) > 0.0 and float(v["update_max_ms"]) >= float(v["update_p50_ms"])
     assert float(v["input_rate_hz"]) > 0.0 and v["mode"] == "odometry"
+    assert int(v["input_publishers"]) >= 1 and v["label_images_lost"] == "0"  # the rig's publisher, reliable
     assert any(s.level == DiagnosticStatus.WARN and "malformed" in s.message for s in reports)
     # Nothing refused since the report before: the status recovers.
     count = len(reports)

@@ -200,7 +200,9 @@ def test_overlay_is_computed_only_while_subscribed(ros_node, spin_until, raw_nod
     before = int(client.latest_diagnostics()["overlays_published"])
     header = client.send_raw(frame_bgr)
     client.result_for(header)
-    assert int(client.latest_diagnostics()["overlays_published"]) == before  # nobody listening: none made
+    diag = client.latest_diagnostics()
+    assert int(diag["overlays_published"]) == before  # nobody listening: none made
+    assert diag["subscribers_overlay"] == "0" and int(diag["subscribers_labels"]) >= 1, diag
     overlays = []
     sub = ros_node.create_subscription(Image, raw_node.topic("panoptic/overlay"), overlays.append, RELIABLE)
     deadline = time.monotonic() + 30
@@ -211,6 +213,7 @@ def test_overlay_is_computed_only_while_subscribed(ros_node, spin_until, raw_nod
     o = overlays[0]
     assert (o.height, o.width, o.encoding) == (*CAMERA, "bgr8")
     assert o.header in client.sent_headers  # the input's header, unchanged
+    client.latest_diagnostics(lambda d: d["subscribers_overlay"] == "1")  # the node counts who is matched
     ros_node.destroy_subscription(sub)
     # Let the graph (and so the node) see the subscriber leave before the next frame.
     assert spin_until(lambda: ros_node.count_subscribers(raw_node.topic("panoptic/overlay")) == 0, 15.0)
