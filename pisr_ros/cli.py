@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drive-demo": ("pisr_ros.tools.drive_demo", "a synthetic drive through the occupancy grid, drawn as one picture (docs/occupancy_grid_drive.png)"),
     "ablation-table": ("pisr_ros.tools.ablation_table", "the ablation table (and loss plot) of `pisr-ros train` run folders"),
     "train-ranking": ("pisr_ros.training.train_ranking_cli", "OANet's spatial ranking module (merge: ranking) on top of a trained YOLO-Panoptic checkpoint, written into a copy of it"),
+    "merge-ablation": ("pisr_ros.tools.merge_ablation", "YOLO-Panoptic's heuristic merge against the ranking merge on the same instances: PQ on all frames and on the frames where masks overlap"),
     "import-darknet": ("pisr_ros.models.import_darknet_cli", "pjreddie's Darknet weights (yolov3.weights, darknet53.conv.74) as a YOLO-Panoptic checkpoint to train from"),
 }
 

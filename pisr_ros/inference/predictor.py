@@ -138,6 +138,13 @@ class Predictor:
         backend = TorchBackend(model, tuple(input_size or info.input_size), names, device)
         return cls(backend, info, postprocess, keep_semantic_head=keep_semantic_head)
 
+    @property
+    def postprocessor(self):
+        """The family's post-processing callable ``(heads, input_size, settings) -> batch``; for
+        YOLO-Panoptic the object holding the mask head and ranking module (the merge ablation
+        swaps the module on it)."""
+        return self._postprocess
+
     def settings_problem(self, cfg) -> str | None:
         """Why this model cannot be post-processed with settings ``cfg``, which its family's
         declaration accepts (YOLO-Panoptic's ``merge: ranking`` without the ranking weights), or
