@@ -35,12 +35,16 @@ from pisr_ros.evaluation.panoptic_quality import VOID
 from pisr_ros.panoptic import LABEL_DIVISOR
 from pisr_ros.taxonomy import TRAIN_TO_LABEL
 
-#: Values tried per setting (Panoptic-DeepLab's); a family's other settings keep their value.
+#: Values tried per setting, of both families (each model tries those its family has); settings
+#: without candidates keep their value.
 CANDIDATES: dict[str, tuple] = {
     "center_threshold": (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
     "nms_kernel": (3, 5, 7, 9),
     "top_k": (50, 100, 200),
     "thing_area": (0, 256, 512, 1024, 2048),
+    "score_threshold": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "nms_iou": (0.3, 0.4, 0.5, 0.6, 0.7),
+    "mask_threshold": (0.3, 0.4, 0.5, 0.6),
     "stuff_area": (0, 1024, 2048, 4096),
 }
 OBJECTIVES = ("pq", "pq_things")

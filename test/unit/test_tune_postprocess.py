@@ -102,3 +102,15 @@ def test_a_split_without_panoptic_ground_truth_says_what_writes_it(tmp_path, mod
     predictor = Predictor.from_file(str(model), backend="torch", device="cpu")
     with pytest.raises(UsageError, match="pisr-ros synth"):
         load_frames(predictor, tmp_path, "val")
+
+
+def test_each_family_tries_its_own_settings():
+    from pisr_ros.inference.tune_postprocess import candidates
+    from pisr_ros.postprocess.yolo_panoptic import YoloPanopticSettings
+
+    yolo = candidates(YoloPanopticSettings())
+    assert {"score_threshold", "nms_iou", "mask_threshold", "stuff_area"} <= yolo.keys()
+    assert not yolo.keys() & {"center_threshold", "nms_kernel", "top_k", "thing_area"}
+    deeplab = candidates(PanopticDeepLabSettings())
+    assert {"center_threshold", "nms_kernel", "top_k", "thing_area", "stuff_area"} <= deeplab.keys()
+    assert not deeplab.keys() & {"score_threshold", "nms_iou", "mask_threshold"}
